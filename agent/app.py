@@ -1,0 +1,141 @@
+"""The agent: backend + dispatcher + link-local XMPP server + mDNS presence, in one nursery."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from importlib import metadata
+
+import trio
+
+from agent.backends.base import Backend, TvState
+from agent.backends.virtual import VirtualTV
+from agent.config import Config
+from agent.dispatch import AgentInfo, Dispatcher
+from agent.logs import kv
+from agent.net.server import ServerSettings, XmppServer
+from agent.xmpp.disco import CAPS_NODE
+from agent.xmpp.parser import Limits
+
+log = logging.getLogger(__name__)
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("buttons-agent")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def make_backend(config: Config) -> Backend:
+    if config.backend == "kodi":
+        from agent.backends.kodi import KodiBackend
+
+        return KodiBackend(config.kodi)
+    return VirtualTV()
+
+
+def presence_status(state: TvState) -> tuple[str, str]:
+    """(XEP-0174 status, msg) for a backend state: `dnd` while the TV cannot be driven."""
+    if not state.available:
+        return "dnd", state.status_message or "the TV is not reachable"
+    if state.playback == "playing" and state.title:
+        return "avail", f"Playing: {state.title}"
+    return "avail", ""
+
+
+class Agent:
+    """Everything the `buttons-agent` process runs. Tests start it in-process, too."""
+
+    def __init__(self, config: Config, backend: Backend | None = None) -> None:
+        self.config = config
+        self.backend = backend or make_backend(config)
+        self.dispatcher = Dispatcher(
+            self.backend,
+            AgentInfo(jid=config.jid, version=software_version()),
+            hold_timeout=config.hold_timeout,
+        )
+        self.instance = config.jid
+        self.server = XmppServer(
+            self.dispatcher,
+            ServerSettings(
+                port=config.port,
+                listen=tuple(config.listen),
+                limits=Limits(max_stanza_bytes=config.max_stanza_bytes),
+                handshake_timeout=config.handshake_timeout,
+                idle_timeout=config.idle_timeout,
+                max_streams_per_peer=config.max_streams_per_peer,
+            ),
+            local_names=lambda: (self.instance, self.config.jid),
+        )
+        self.port = 0
+        self.ready = trio.Event()
+        self._stopped = trio.Event()
+
+    async def run(
+        self,
+        *,
+        announce: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until `stop()` (or cancellation); `announce=False` skips mDNS (some tests)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.backend.run)
+            async with trio.open_nursery() as serving:
+                ports = await serving.start(self.server.serve)
+                self.port = ports[0]
+                if announce:
+                    await nursery.start(self._announce)
+                log.info(
+                    kv("agent-ready", name=self.instance, port=self.port, backend=self.backend.name)
+                )
+                self.ready.set()
+                task_status.started()
+                await self._stopped.wait()
+                # Streams say goodbye first; the serving nursery waits for them.
+                self.server.shutdown()
+            nursery.cancel_scope.cancel()  # then mDNS goodbye, then the backend
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def _announce(self, *, task_status: trio.TaskStatus[None]) -> None:
+        from agent.net.mdns import open_presence, presence_txt
+
+        status, message = presence_status(self.backend.state())
+        disco = self.dispatcher.disco
+        txt = presence_txt(
+            status=status,
+            nick=self.config.nick,
+            first=self.config.nick,
+            msg=message,
+            node=CAPS_NODE,
+            ver=disco.caps_ver(),
+        )
+        interfaces = self.config.mdns_interfaces or None
+        async with open_presence(
+            instance=self.config.jid, port=self.port, txt=txt, interfaces=interfaces
+        ) as presence:
+            self.instance = presence.instance
+            task_status.started()
+            announced = (status, message)
+            async for state in self.backend.state_changes():
+                wanted = presence_status(state)
+                if wanted != announced:
+                    await presence.update_txt(status=wanted[0], msg=wanted[1])
+                    log.info(kv("presence", status=wanted[0], msg=wanted[1]))
+                    announced = wanted
+
+
+async def run_until_signalled(agent: Agent, on_ready: Callable[[], None] | None = None) -> None:
+    """Run the agent; SIGTERM/SIGINT close every stream gracefully and unregister from mDNS."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(agent.run)
+            if on_ready is not None:
+                on_ready()
+            async for signum in signals:
+                log.info(kv("agent-stopping", signal=signal.Signals(signum).name))
+                agent.stop()
+                break

@@ -1,0 +1,188 @@
+"""Command lines: `buttons-agent` (the TV side) and `buttons` (the phone side)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from agent import config as config_module
+from agent.buttons.codec import describe_state
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+# -- buttons-agent ---------------------------------------------------------------------------
+
+
+def _agent_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buttons-agent", description=__doc__)
+    parser.add_argument(
+        "--config", type=Path, help=f"TOML file (default {config_module.DEFAULT_CONFIG_PATH})"
+    )
+    parser.add_argument("--backend", choices=["virtual", "kodi"])
+    parser.add_argument("--name", help="user part of the XEP-0174 name user@host")
+    parser.add_argument("--nick", help="friendly name phones show")
+    parser.add_argument("--port", type=int, help="link-local XMPP port (0 = any free one)")
+    parser.add_argument(
+        "--listen", action="append", metavar="ADDRESS", help="bind address (repeatable)"
+    )
+    parser.add_argument(
+        "--mdns-interface",
+        action="append",
+        metavar="ADDRESS",
+        dest="mdns_interfaces",
+        help="announce on this interface address only (repeatable)",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def load_agent_config(args: argparse.Namespace) -> config_module.Config:
+    overrides: dict[str, Any] = {
+        key: value
+        for key in ("backend", "name", "nick", "port", "listen", "mdns_interfaces", "log_level")
+        if (value := getattr(args, key)) is not None
+    }
+    path = args.config
+    if path is None and config_module.DEFAULT_CONFIG_PATH.exists():
+        path = config_module.DEFAULT_CONFIG_PATH
+    return config_module.load(path, overrides)
+
+
+def agent_main(argv: Sequence[str] | None = None) -> int:
+    args = _agent_parser().parse_args(argv)
+    try:
+        config = load_agent_config(args)
+    except config_module.ConfigError as exc:
+        print(f"buttons-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from agent import logs
+    from agent.app import Agent, run_until_signalled
+
+    logs.setup(config.log_level)
+    agent = Agent(config)
+
+    def ready() -> None:
+        print(
+            f"buttons-agent: {agent.instance} on port {agent.port} ({agent.backend.name} backend); "
+            "Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        trio.run(run_until_signalled, agent, ready)
+    except OSError as exc:
+        print(f"buttons-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+# -- buttons -----------------------------------------------------------------------------------
+
+
+def _client_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="buttons", description="A remote control for buttons-agent TVs."
+    )
+    parser.add_argument("--to", help="which agent (name@host or nick) when several are found")
+    parser.add_argument("--host", help="connect to this address instead of discovering by mDNS")
+    parser.add_argument("--port", type=int, default=5298, help="with --host: the agent's port")
+    parser.add_argument("--timeout", type=float, default=3.0, help="mDNS browse time in seconds")
+    parser.add_argument(
+        "--interface",
+        action="append",
+        metavar="ADDRESS",
+        help="browse on this interface address only (repeatable)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("discover", help="list the agents on the network").add_argument(
+        "--all", action="store_true", help="also list other link-local XMPP peers"
+    )
+    press = sub.add_parser("press", help="press a button")
+    press.add_argument("button")
+    hold = sub.add_parser("hold", help="hold a button down")
+    hold.add_argument("button")
+    hold.add_argument("--for", dest="seconds", type=float, default=1.0, metavar="SECONDS")
+    text = sub.add_parser("text", help="type text into the TV")
+    text.add_argument("text")
+    text.add_argument("--no-submit", action="store_true", help="leave the keyboard open")
+    sub.add_parser("list", help="the buttons the agent supports")
+    state = sub.add_parser("state", help="what the TV is doing")
+    state.add_argument("--follow", action="store_true", help="keep printing changes")
+    return parser
+
+
+async def _client(args: argparse.Namespace) -> int:
+    from agent import client
+
+    if args.command == "discover":
+        agents = await client.find_agents(
+            seconds=args.timeout, interfaces=args.interface, include_all=args.all
+        )
+        if not agents:
+            print("no agents found", file=sys.stderr)
+            return EXIT_FAILED
+        for agent in agents:
+            extra = f" ({agent.message})" if agent.message else ""
+            print(
+                f"{agent.instance}\t{agent.nick}\t{agent.host}:{agent.port}\t{agent.status}{extra}"
+            )
+        return 0
+    if args.host:
+        target = client.AgentAddress(args.to or "", args.host, args.port)
+    else:
+        found = await client.find_agents(seconds=args.timeout, interfaces=args.interface)
+        target = client.choose(found, args.to)
+    async with client.connect(target.host, target.port, agent=target.instance or None) as remote:
+        return await _run_command(remote, args)
+
+
+async def _run_command(remote: Any, args: argparse.Namespace) -> int:
+    from agent.client import Pressed
+
+    match args.command:
+        case "press":
+            seconds = await remote.press(args.button)
+            print(f"pressed {args.button} ({seconds * 1000:.1f} ms)")
+            print(describe_state(await remote.state()))
+        case "hold":
+            await remote.hold(args.button, args.seconds)
+            print(f"held {args.button} for {args.seconds:g} s")
+        case "text":
+            await remote.text(args.text, submit=not args.no_submit)
+            print("sent")
+        case "list":
+            for info in await remote.buttons():
+                print(f"{info.name}\t{info.label}")
+        case "state" if args.follow:
+            async for update in remote.follow():
+                if isinstance(update, Pressed):
+                    print(f"pressed {update.button} (by {update.source})", flush=True)
+                else:
+                    print(describe_state(update), flush=True)
+        case "state":
+            print(describe_state(await remote.state()))
+    return 0
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    from agent.client import ClientError, StanzaErrorReply, StreamFailed
+    from agent.net.mdns import MdnsError
+
+    args = _client_parser().parse_args(argv)
+    try:
+        return trio.run(_client, args)
+    except StanzaErrorReply as exc:
+        print(f"buttons: the agent said no: {exc.error}", file=sys.stderr)
+    except (ClientError, StreamFailed, MdnsError) as exc:
+        print(f"buttons: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_FAILED

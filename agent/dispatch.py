@@ -1,0 +1,339 @@
+"""Commands → backend calls: iq results and errors, chat replies, state and press pushes.
+
+One Dispatcher per agent, one Session per stream. A session handles its stream's stanzas in
+order (presses must not overtake each other) and owns that stream's holds and subscriptions,
+so closing the stream releases every held button and ends every push.
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from agent.backends.base import (
+    Backend,
+    BackendError,
+    BackendNotAuthorized,
+    BackendRefused,
+    BackendUnavailable,
+    ButtonNotSupported,
+)
+from agent.buttons import chat, codec
+from agent.buttons.catalogue import CATALOGUE, in_catalogue_order
+from agent.xmpp import stanza as st
+from agent.xmpp.disco import (
+    DISCO_INFO_NS,
+    PING_NS,
+    VERSION_NS,
+    DiscoInfo,
+    Identity,
+    version_element,
+)
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[ET.Element], Awaitable[None]]
+#: Replies remembered per stream for retransmitted iqs (same id → same answer, no re-run).
+IDEMPOTENCY_WINDOW = 64
+#: Press notifications queued for a slow subscriber before the oldest are dropped.
+PRESS_FEED_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    jid: str
+    software: str = "buttons-agent"
+    version: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class PressEvent:
+    button: str
+    source: str
+    origin: object  # the Session that pressed, or None for other sources
+
+
+class Dispatcher:
+    def __init__(self, backend: Backend, info: AgentInfo, *, hold_timeout: float = 10.0) -> None:
+        self.backend = backend
+        self.info = info
+        self.hold_timeout = hold_timeout
+        self.disco = DiscoInfo(
+            identities=(Identity("client", "bot", "buttons-agent"),),
+            features=frozenset({DISCO_INFO_NS, PING_NS, VERSION_NS, codec.NS}),
+        )
+        self._press_feeds: set[trio.MemorySendChannel[PressEvent]] = set()
+
+    @asynccontextmanager
+    async def session(self, peer: str | None, send: Send) -> AsyncIterator[Session]:
+        async with trio.open_nursery() as nursery:
+            session = Session(self, peer, send, nursery)
+            try:
+                yield session
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def press(self, button: str, *, source: str, origin: object = None) -> None:
+        """Press through the backend, then tell subscribers (other than `origin`) about it."""
+        await self.backend.press(button)
+        self.announce_press(PressEvent(button, source, origin))
+
+    def announce_press(self, event: PressEvent) -> None:
+        for feed in list(self._press_feeds):
+            try:
+                feed.send_nowait(event)
+            except trio.WouldBlock:
+                log.warning("press feed full, dropping %s for a slow subscriber", event.button)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._press_feeds.discard(feed)
+
+    @asynccontextmanager
+    async def press_feed(self) -> AsyncIterator[trio.MemoryReceiveChannel[PressEvent]]:
+        send, receive = trio.open_memory_channel[PressEvent](PRESS_FEED_DEPTH)
+        self._press_feeds.add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._press_feeds.discard(send)
+            send.close()
+
+    def check_button(self, button: str) -> None:
+        if button not in CATALOGUE:
+            raise codec.CodecError("item-not-found", f"unknown button {button!r}")
+        if button not in self.backend.buttons():
+            raise codec.CodecError(
+                "feature-not-implemented", f"the {self.backend.name} backend has no {button!r}"
+            )
+
+
+def _stanza_error_for(exc: BackendError) -> tuple[str, str | None]:
+    match exc:
+        case BackendUnavailable():
+            return "service-unavailable", "wait"
+        case ButtonNotSupported():
+            return "feature-not-implemented", None
+        case BackendNotAuthorized():
+            return "not-authorized", None
+        case BackendRefused():
+            return "not-allowed", None
+        case _:
+            return "undefined-condition", None
+
+
+class Session:
+    """The dispatcher's view of one stream."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, peer: str | None, send: Send, nursery: trio.Nursery
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.peer = peer
+        self.send = send
+        self._nursery = nursery
+        self._replies: OrderedDict[str, ET.Element] = OrderedDict()
+        self._holds: dict[str, _Hold] = {}
+        self._subscription: trio.CancelScope | None = None
+
+    @property
+    def source(self) -> str:
+        return self.peer or "xmpp"
+
+    async def handle(self, stanza: ET.Element) -> None:
+        """Handle one stanza from the peer. Never raises for the peer's mistakes."""
+        kind = st.kind(stanza)
+        if kind == "iq":
+            await self._handle_iq(stanza)
+        elif kind == "message":
+            await self._handle_message(stanza)
+        # Presence and anything else carry nothing for us.
+
+    # -- iq -------------------------------------------------------------------------------
+
+    async def _handle_iq(self, iq: ET.Element) -> None:
+        type_ = iq.get("type")
+        if type_ in ("result", "error"):
+            return  # replies to requests we never make on inbound streams
+        id_ = iq.get("id")
+        if type_ not in ("get", "set") or not id_ or len(iq) != 1:
+            await self.send(
+                st.error_reply(iq, "bad-request", "an iq get/set needs an id and one payload")
+            )
+            return
+        if type_ == "set" and id_ in self._replies:
+            await self.send(self._replies[id_])  # a retransmission: answer again, don't re-run
+            return
+        reply = await self._answer(iq, type_, iq[0])
+        if type_ == "set":
+            self._replies[id_] = reply
+            while len(self._replies) > IDEMPOTENCY_WINDOW:
+                self._replies.popitem(last=False)
+        await self.send(reply)
+
+    async def _answer(self, iq: ET.Element, type_: str, payload: ET.Element) -> ET.Element:
+        namespace = payload.tag.partition("}")[0].lstrip("{")
+        try:
+            if namespace == codec.NS:
+                return st.iq_result(iq, await self._run(codec.parse_request(type_, payload)))
+            if type_ == "get" and payload.tag == f"{{{DISCO_INFO_NS}}}query":
+                return st.iq_result(iq, self.dispatcher.disco.element(payload.get("node")))
+            if type_ == "get" and payload.tag == f"{{{PING_NS}}}ping":
+                return st.iq_result(iq)
+            if type_ == "get" and payload.tag == f"{{{VERSION_NS}}}query":
+                info = self.dispatcher.info
+                return st.iq_result(iq, version_element(info.software, info.version))
+        except codec.CodecError as exc:
+            return st.error_reply(iq, exc.condition, exc.text)
+        except BackendError as exc:
+            condition, error_type = _stanza_error_for(exc)
+            return st.error_reply(iq, condition, exc.reason, error_type)
+        except Exception:
+            log.exception("request %s from %s failed", payload.tag, self.source)
+            return st.error_reply(iq, "internal-server-error", "the agent hit an internal error")
+        return st.error_reply(iq, "service-unavailable", f"{payload.tag} is not served here")
+
+    async def _run(self, command: codec.Command) -> ET.Element | None:
+        dispatcher, backend = self.dispatcher, self.dispatcher.backend
+        match command:
+            case codec.Press(button):
+                dispatcher.check_button(button)
+                await dispatcher.press(button, source=self.source, origin=self)
+            case codec.Hold(button, "start"):
+                dispatcher.check_button(button)
+                await self._hold_start(button)
+            case codec.Hold(button, _):
+                if (hold := self._holds.get(button)) is not None:
+                    hold.release()
+            case codec.Text(text, submit):
+                await backend.send_text(text, submit=submit)
+            case codec.ListButtons():
+                return codec.buttons_element(in_catalogue_order(backend.buttons()))
+            case codec.GetState():
+                return codec.state_element(backend.state())
+            case codec.Subscribe():
+                self._subscribe()
+            case codec.Unsubscribe():
+                if self._subscription is not None:
+                    self._subscription.cancel()
+                    self._subscription = None
+        return None
+
+    # -- holds ----------------------------------------------------------------------------
+
+    async def _hold_start(self, button: str) -> None:
+        if (hold := self._holds.get(button)) is not None:
+            hold.extend(self.dispatcher.hold_timeout)  # a refresh from a long hold
+            return
+        hold = _Hold(button)
+        self._holds[button] = hold
+        try:
+            await self._nursery.start(self._hold_task, hold)
+        except BaseException:
+            self._holds.pop(button, None)
+            raise
+
+    async def _hold_task(self, hold: _Hold, *, task_status: trio.TaskStatus[None]) -> None:
+        backend = self.dispatcher.backend
+        started = False
+        try:
+            async with backend.hold(hold.button):
+                self.dispatcher.announce_press(PressEvent(hold.button, self.source, self))
+                task_status.started()
+                started = True
+                with trio.CancelScope(
+                    deadline=trio.current_time() + self.dispatcher.hold_timeout
+                ) as scope:
+                    hold.scope = scope
+                    await hold.released.wait()
+                if scope.cancelled_caught:
+                    log.info(
+                        "auto-released %s held by %s: no stop arrived", hold.button, self.source
+                    )
+        except BackendError as exc:
+            if not started:
+                raise  # reaches the `hold start` request as its error reply
+            log.warning("hold of %s ended: %s", hold.button, exc.reason)
+        finally:
+            self._holds.pop(hold.button, None)
+
+    # -- pushes ---------------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        if self._subscription is not None:
+            return
+        scope = trio.CancelScope()
+        self._subscription = scope
+
+        async def push_all() -> None:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._push_states)
+                    nursery.start_soon(self._push_presses)
+
+        self._nursery.start_soon(push_all)
+
+    async def _push_states(self) -> None:
+        async for state in self.dispatcher.backend.state_changes():
+            await self.send(
+                st.message(to=self.peer, type_="headline", payload=codec.state_element(state))
+            )
+
+    async def _push_presses(self) -> None:
+        async with self.dispatcher.press_feed() as feed:
+            async for event in feed:
+                if event.origin is self:
+                    continue
+                payload = codec.pressed_element(event.button, event.source)
+                await self.send(st.message(to=self.peer, type_="headline", payload=payload))
+
+    # -- chat fallback --------------------------------------------------------------------
+
+    async def _handle_message(self, message: ET.Element) -> None:
+        body = message.find(st.BODY)
+        if message.get("type") == "error" or body is None or not (body.text or "").strip():
+            return
+        reply = await self._chat_reply(chat.parse_chat(body.text or ""))
+        await self.send(st.message(to=message.get("from") or self.peer, type_="chat", body=reply))
+
+    async def _chat_reply(self, command: chat.ChatCommand) -> str:
+        backend = self.dispatcher.backend
+        try:
+            match command:
+                case chat.ChatPress(button):
+                    self.dispatcher.check_button(button)
+                    await self.dispatcher.press(button, source=self.source, origin=self)
+                    return f"ok: {button}"
+                case chat.ChatText(text):
+                    await backend.send_text(text)
+                    return f"ok: typed {text!r}"
+                case chat.ChatHelp():
+                    return chat.help_text(in_catalogue_order(backend.buttons()))
+                case chat.ChatState():
+                    return codec.describe_state(backend.state())
+                case chat.ChatUnknown(said):
+                    return f"unknown command {said!r}; say 'help' for the list"
+        except codec.CodecError as exc:
+            return f"error: {exc.text}"
+        except BackendError as exc:
+            return f"error: {exc.reason}"
+        return "error: nothing to do"
+
+
+class _Hold:
+    def __init__(self, button: str) -> None:
+        self.button = button
+        self.released = trio.Event()
+        self.scope: trio.CancelScope | None = None
+
+    def release(self) -> None:
+        self.released.set()
+
+    def extend(self, seconds: float) -> None:
+        if self.scope is not None:
+            self.scope.deadline = trio.current_time() + seconds
