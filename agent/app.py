@@ -67,7 +67,7 @@ class Agent:
                 idle_timeout=config.idle_timeout,
                 max_streams_per_peer=config.max_streams_per_peer,
             ),
-            local_names=lambda: (self.instance, self.config.jid),
+            local_names=lambda: (self.instance,),
         )
         self.port = 0
         self.ready = trio.Event()

@@ -26,6 +26,7 @@ from agent.backends.base import (
 )
 from agent.buttons import chat, codec
 from agent.buttons.catalogue import CATALOGUE, in_catalogue_order
+from agent.groups import single_exception
 from agent.xmpp import stanza as st
 from agent.xmpp.disco import (
     DISCO_INFO_NS,
@@ -72,12 +73,13 @@ class Dispatcher:
 
     @asynccontextmanager
     async def session(self, peer: str | None, send: Send) -> AsyncIterator[Session]:
-        async with trio.open_nursery() as nursery:
-            session = Session(self, peer, send, nursery)
-            try:
-                yield session
-            finally:
-                nursery.cancel_scope.cancel()
+        with single_exception():
+            async with trio.open_nursery() as nursery:
+                session = Session(self, peer, send, nursery)
+                try:
+                    yield session
+                finally:
+                    nursery.cancel_scope.cancel()
 
     async def press(self, button: str, *, source: str, origin: object = None) -> None:
         """Press through the backend, then tell subscribers (other than `origin`) about it."""

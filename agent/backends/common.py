@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from agent.backends.base import TvState
+from agent.groups import single_exception
 
 
 class StateHub:
@@ -62,16 +63,17 @@ async def repeat_while_held(
     Errors from a repeat end the repetition and surface when the context exits.
     """
     await press()
-    async with trio.open_nursery() as nursery:
 
-        async def repeat() -> None:
-            await trio.sleep(interval if initial_delay is None else initial_delay)
-            while True:
-                await press()
-                await trio.sleep(interval)
+    async def repeat() -> None:
+        await trio.sleep(interval if initial_delay is None else initial_delay)
+        while True:
+            await press()
+            await trio.sleep(interval)
 
-        nursery.start_soon(repeat)
-        try:
-            yield
-        finally:
-            nursery.cancel_scope.cancel()
+    with single_exception():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(repeat)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()

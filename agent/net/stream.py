@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 
 import trio
 
+from agent.groups import single_exception
 from agent.xmpp import stanza as st
 from agent.xmpp.connection import (
     Connection,
@@ -141,18 +142,23 @@ async def open_xmpp_stream(
     except (OSError, trio.TooSlowError) as exc:
         raise StreamFailed(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from None
     stream = XmppStream(transport, Connection(Role.INITIATOR, local_jid))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream._reader)
-        await stream._write(stream.conn.send_open(remote_jid))
-        with trio.move_on_after(open_timeout) as opening:
-            await stream.opened.wait()
-        if opening.cancelled_caught or stream.closed.is_set():
-            nursery.cancel_scope.cancel()
-            await transport.aclose()
-            raise StreamFailed(stream.close_reason or f"{host}:{port} did not open a stream")
-        try:
-            yield stream
-        finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            nursery.cancel_scope.cancel()
+    failure = ""
+    with single_exception():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream._reader)
+            await stream._write(stream.conn.send_open(remote_jid))
+            with trio.move_on_after(open_timeout) as opening:
+                await stream.opened.wait()
+            if opening.cancelled_caught or stream.closed.is_set():
+                failure = stream.close_reason or f"{host}:{port} did not open a stream"
+                nursery.cancel_scope.cancel()
+            else:
+                try:
+                    yield stream
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    nursery.cancel_scope.cancel()
+    if failure:
+        await transport.aclose()
+        raise StreamFailed(failure)

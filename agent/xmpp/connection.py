@@ -146,8 +146,10 @@ class Connection:
         if isinstance(parsed, HeaderParsed):
             self._on_header(parsed.header)
         elif isinstance(parsed, StreamEnded):
+            # The peer is done sending; we may still answer what it sent before we close.
             self._peer_closed = True
-            self.state = State.CLOSED
+            if self.state is State.CLOSING:
+                self.state = State.CLOSED
             self._events.append(StreamClosed(clean=True))
         else:
             self._on_element(parsed.element)
@@ -180,9 +182,9 @@ class Connection:
             self._events.append(StreamErrorReceived(condition, text))
         elif element.tag == FEATURES_TAG:
             self._events.append(FeaturesReceived(element))
-        elif self.state is State.AWAIT_ACCEPT:
-            raise RemoteProtocolError("not-authorized", "stanza before the stream was accepted")
         else:
+            # A peer may pipeline stanzas right behind its header (before our answer): they
+            # wait in the queue behind StreamOpened until the stream is accepted.
             self._events.append(StanzaReceived(element))
 
     # -- sending --------------------------------------------------------------------------
