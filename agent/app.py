@@ -5,16 +5,21 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
+from functools import partial
 from importlib import metadata
+from typing import Any
 
 import trio
 
 from agent.backends.base import Backend, TvState
-from agent.backends.virtual import VirtualTV
+from agent.backends.factory import make_backend
 from agent.config import Config
 from agent.dispatch import AgentInfo, Dispatcher
+from agent.hw.gpio import StatusLed
 from agent.logs import kv
 from agent.net.server import ServerSettings, XmppServer
+from agent.pairing import PairingWindow
+from agent.peripherals import run_gpio, run_passthrough
 from agent.xmpp.disco import CAPS_NODE
 from agent.xmpp.parser import Limits
 
@@ -26,14 +31,6 @@ def software_version() -> str:
         return metadata.version("buttons-agent")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def make_backend(config: Config) -> Backend:
-    if config.backend == "kodi":
-        from agent.backends.kodi import KodiBackend
-
-        return KodiBackend(config.kodi)
-    return VirtualTV()
 
 
 def presence_status(state: TvState) -> tuple[str, str]:
@@ -48,8 +45,12 @@ def presence_status(state: TvState) -> tuple[str, str]:
 class Agent:
     """Everything the `buttons-agent` process runs. Tests start it in-process, too."""
 
-    def __init__(self, config: Config, backend: Backend | None = None) -> None:
+    def __init__(
+        self, config: Config, backend: Backend | None = None, *, pin_factory: Any = None
+    ) -> None:
         self.config = config
+        #: gpiozero pin factory override (tests pass a MockFactory they drive).
+        self.pin_factory = pin_factory
         self.backend = backend or make_backend(config)
         self.dispatcher = Dispatcher(
             self.backend,
@@ -69,6 +70,9 @@ class Agent:
             ),
             local_names=lambda: (self.instance,),
         )
+        self.pairing = PairingWindow()
+        #: The status LED, once GPIO is running (tests read it).
+        self.led: StatusLed | None = None
         self.port = 0
         self.ready = trio.Event()
         self._stopped = trio.Event()
@@ -82,6 +86,19 @@ class Agent:
         """Serve until `stop()` (or cancellation); `announce=False` skips mDNS (some tests)."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.backend.run)
+            if self.config.gpio.enabled:
+                self.led = await nursery.start(
+                    partial(
+                        run_gpio,
+                        self.config,
+                        self.backend,
+                        self.dispatcher,
+                        self.pairing,
+                        pin_factory=self.pin_factory,
+                    )
+                )
+            if self.config.lirc.passthrough.enabled:
+                await nursery.start(run_passthrough, self.config, self.backend, self.dispatcher)
             async with trio.open_nursery() as serving:
                 ports = await serving.start(self.server.serve)
                 self.port = ports[0]

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from agent.backends.lirc.config import LircConfig
+from agent.backends.router import RouterConfig
+from agent.hw.gpio import GpioConfig
+
 _T = TypeVar("_T")
 
 DEFAULT_CONFIG_PATH = Path("/etc/buttons-agent/agent.toml")
@@ -60,7 +64,8 @@ class Config:
     listen: list[str] = field(default_factory=lambda: ["0.0.0.0", "::"])
     #: IP addresses zeroconf announces and browses on; empty means all interfaces.
     mdns_interfaces: list[str] = field(default_factory=list)
-    backend: Literal["virtual", "kodi"] = "virtual"
+    #: "router" composes the others per button (see the [router] table).
+    backend: Literal["virtual", "kodi", "lirc", "router"] = "virtual"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Close a stream that sent nothing (not even whitespace keepalive) for this long.
     idle_timeout: float = 300.0
@@ -71,6 +76,9 @@ class Config:
     #: Release a held button this long after `hold start` if `stop` never arrives.
     hold_timeout: float = 10.0
     kodi: KodiConfig = field(default_factory=KodiConfig)
+    lirc: LircConfig = field(default_factory=LircConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
 
     @property
     def jid(self) -> str:

@@ -1,0 +1,1 @@
+"""Hardware on the Raspberry Pi itself: the pair button and the status LED (gpiozero)."""

@@ -1,0 +1,1 @@
+"""Keys from a physical IR remote (decoded by lircd) turned into Buttons presses."""
