@@ -3,12 +3,11 @@ software version (XEP-0092): what the agent says about itself."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import platform
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from agent.xmpp import caps
 
 DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
 CAPS_NS = "http://jabber.org/protocol/caps"
@@ -44,18 +43,10 @@ class DiscoInfo:
         return query
 
     def caps_ver(self) -> str:
-        return caps_ver(self.identities, self.features)
-
-
-def verification_string(identities: Iterable[Identity], features: Iterable[str]) -> str:
-    """XEP-0115 §5.1 (no data forms): identities sorted, then features sorted, each + '<'."""
-    ids = sorted(f"{i.category}/{i.type}/{i.lang}/{i.name}" for i in identities)
-    return "".join(f"{s}<" for s in ids) + "".join(f"{f}<" for f in sorted(set(features)))
-
-
-def caps_ver(identities: Iterable[Identity], features: Iterable[str]) -> str:
-    digest = hashlib.sha1(verification_string(identities, features).encode("utf-8")).digest()
-    return base64.b64encode(digest).decode("ascii")
+        """XEP-0115 `ver` of this disco#info (what the mDNS TXT record advertises)."""
+        return caps.caps_ver(
+            [(i.category, i.type, i.lang, i.name) for i in self.identities], self.features
+        )
 
 
 def version_element(name: str, version: str) -> ET.Element:
