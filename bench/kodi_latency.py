@@ -1,0 +1,129 @@
+"""Press → Kodi acted: latency through the agent vs a direct JSON-RPC call (the floor).
+
+Both paths drive the same headless Kodi in the same run, interleaved press by press so they
+share conditions. "Acted" is Kodi's JSON-RPC reply (Kodi answers once the action is queued).
+Two kinds of press: `volume_up`/`volume_down` (each call also triggers a Kodi notification, the
+case that hits Nagle + delayed ACK) and `left`/`right` (plain navigation). Paths: the phone
+through the agent (XMPP stream, dispatcher, backend), `KodiBackend.press` alone, a direct
+JSON-RPC call (the floor), and the direct call without re-arming TCP_QUICKACK (what the
+transport avoids). The phone, the agent and the direct client share this one process.
+
+    python -m bench.kodi_latency [--presses 300] [--host H --port P]
+
+Without --port it starts its own headless Kodi (web server off: nothing but loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from agent import client
+from agent.backends.kodi import KodiBackend
+from agent.backends.kodi.mapping import BUTTON_CALLS
+from agent.backends.kodi.transport import TcpConnection, open_tcp_connection
+from agent.config import KodiConfig
+from agent.testing.agents import open_agent
+from agent.testing.kodi import HeadlessKodi, wait_for_state
+
+PATHS = ("agent", "KodiBackend.press", "direct", "direct, no QUICKACK")
+PAIRS = {"volume": ("volume_down", "volume_up"), "navigation": ("left", "right")}
+TIMEOUT = 30.0
+
+
+async def timed(call: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+def agent_press(phone: client.ButtonsClient, button: str) -> Callable[[], Awaitable[object]]:
+    return lambda: phone.press(button)
+
+
+def backend_press(backend: KodiBackend, button: str) -> Callable[[], Awaitable[object]]:
+    return lambda: backend.press(button)
+
+
+def direct_press(connection: TcpConnection, button: str) -> Callable[[], Awaitable[object]]:
+    kodi_call = BUTTON_CALLS[button]
+    return lambda: connection.call(kodi_call.method, kodi_call.params)
+
+
+async def measure(config: KodiConfig, presses: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {}
+    backend = KodiBackend(config)
+    async with (
+        open_agent(backend, name="bench") as agent,
+        client.connect("127.0.0.1", agent.port, agent=agent.instance) as phone,
+        open_tcp_connection(config.host, config.tcp_port, call_timeout=TIMEOUT) as direct,
+        open_tcp_connection(
+            config.host, config.tcp_port, call_timeout=TIMEOUT, quickack=False
+        ) as plain,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await wait_for_state(backend, lambda s: s.available)
+        for kind, pair in PAIRS.items():
+            samples: dict[str, list[float]] = {path: [] for path in PATHS}
+            for _ in range(10):  # warm-up, not recorded
+                await phone.press(pair[0])
+                await phone.press(pair[1])
+            with trio.fail_after(TIMEOUT + presses * 1.0):
+                for i in range(presses):
+                    button = pair[i % 2]
+                    paths = {
+                        "agent": agent_press(phone, button),
+                        "KodiBackend.press": backend_press(backend, button),
+                        "direct": direct_press(direct, button),
+                        "direct, no QUICKACK": direct_press(plain, button),
+                    }
+                    # Random order: Kodi acts on its own main-loop clock, so a fixed order
+                    # would give each path a fixed phase of that loop, not a fair share.
+                    for path in random.sample(list(paths), k=len(paths)):
+                        samples[path].append(await timed(paths[path]))
+            results[kind] = samples
+    return results
+
+
+def percentile(samples: list[float], p: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+def print_table(results: dict[str, dict[str, list[float]]], presses: int) -> None:
+    print(f"press → Kodi acted, {presses} presses per path, milliseconds (loopback)")
+    print(f"{'press':<12}{'path':<22}{'p50':>9}{'p99':>9}{'max':>9}")
+    for kind, by_path in results.items():
+        floor = percentile(by_path["direct"], 50)
+        for path, samples in by_path.items():
+            p50 = percentile(samples, 50)
+            line = f"{kind:<12}{path:<22}{p50 * 1e3:9.3f}"
+            line += f"{percentile(samples, 99) * 1e3:9.3f}{max(samples) * 1e3:9.3f}"
+            if path in ("agent", "KodiBackend.press"):
+                line += f"   (floor + {(p50 - floor) * 1e3:.3f} ms)"
+            print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presses", type=int, default=300)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="a running Kodi's JSON-RPC TCP port")
+    args = parser.parse_args()
+    if args.presses < 2:
+        parser.error("--presses must be at least 2")
+    if args.port:
+        results = trio.run(measure, KodiConfig(host=args.host, tcp_port=args.port), args.presses)
+    else:
+        with HeadlessKodi(webserver=False) as kodi:
+            kodi.reset()
+            results = trio.run(measure, kodi.kodi_config(), args.presses)
+    print_table(results, args.presses)
+
+
+if __name__ == "__main__":
+    main()
