@@ -30,6 +30,7 @@ from agent.backends.kodi.transport import TcpConnection, open_tcp_connection
 from agent.config import KodiConfig
 from agent.testing.agents import open_agent
 from agent.testing.kodi import HeadlessKodi, wait_for_state
+from bench import prosody_path
 
 PATHS = ("agent", "KodiBackend.press", "direct", "direct, no QUICKACK")
 PAIRS = {"volume": ("volume_down", "volume_up"), "navigation": ("left", "right")}
@@ -94,6 +95,16 @@ def percentile(samples: list[float], p: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
 
 
+def print_baseline(agent: list[float], server: list[float]) -> None:
+    """The link-local agent path against the server-mediated one (navigation presses)."""
+    agent_p50, server_p50 = percentile(agent, 50), percentile(server, 50)
+    print(
+        f"{'navigation':<12}{'via Prosody (slixmpp)':<22}{server_p50 * 1e3:9.3f}"
+        f"{percentile(server, 99) * 1e3:9.3f}{max(server) * 1e3:9.3f}"
+        f"   (agent path is {server_p50 / agent_p50:.1f}x faster at p50)"
+    )
+
+
 def print_table(results: dict[str, dict[str, list[float]]], presses: int) -> None:
     print(f"press → Kodi acted, {presses} presses per path, milliseconds (loopback)")
     print(f"{'press':<12}{'path':<22}{'p50':>9}{'p99':>9}{'max':>9}")
@@ -117,12 +128,21 @@ def main() -> None:
     if args.presses < 2:
         parser.error("--presses must be at least 2")
     if args.port:
-        results = trio.run(measure, KodiConfig(host=args.host, tcp_port=args.port), args.presses)
+        config = KodiConfig(host=args.host, tcp_port=args.port)
+        results = trio.run(measure, config, args.presses)
+        server_path = prosody_path.measure(
+            config.host, config.tcp_port, args.presses, PAIRS["navigation"]
+        )
     else:
         with HeadlessKodi(webserver=False) as kodi:
             kodi.reset()
-            results = trio.run(measure, kodi.kodi_config(), args.presses)
+            config = kodi.kodi_config()
+            results = trio.run(measure, config, args.presses)
+            server_path = prosody_path.measure(
+                config.host, config.tcp_port, args.presses, PAIRS["navigation"]
+            )
     print_table(results, args.presses)
+    print_baseline(results["navigation"]["agent"], server_path)
 
 
 if __name__ == "__main__":
