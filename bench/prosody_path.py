@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from slixmpp import ClientXMPP, Iq
+from slixmpp import ClientXMPP
+from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -58,8 +59,13 @@ def _plaintext_client(jid: str, password: str) -> ClientXMPP:
 
 
 async def _online(xmpp: ClientXMPP, port: int) -> None:
-    ready = asyncio.get_running_loop().create_future()
-    xmpp.add_event_handler("session_start", lambda _: ready.done() or ready.set_result(None))
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def started(_event: object) -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    xmpp.add_event_handler("session_start", started)
     xmpp.connect(host="127.0.0.1", port=port)
     await asyncio.wait_for(ready, TIMEOUT)
     xmpp.send_presence()
@@ -73,11 +79,11 @@ async def _measure(
     reader, writer = await asyncio.open_connection(kodi_host, kodi_port)
     kodi = KodiLink(reader, writer)
 
-    async def on_press(iq: Iq) -> None:
-        button = iq.xml.find(f"{{{NS}}}press").get("button")
-        call = BUTTON_CALLS[button]
+    async def on_press(stanza: StanzaBase) -> None:
+        press = stanza.xml.find(f"{{{NS}}}press")
+        call = BUTTON_CALLS[press.get("button", "") if press is not None else ""]
         await kodi.call(call.method, dict(call.params) if call.params else None)
-        iq.reply().send()
+        stanza.reply().send()
 
     bot.register_handler(
         CoroutineCallback("press", MatchXPath(f"{{jabber:client}}iq/{{{NS}}}press"), on_press)
@@ -92,7 +98,7 @@ async def _measure(
             iq["to"] = str(bot.boundjid)
             iq.xml.append(ET.Element(f"{{{NS}}}press", {"button": buttons[index % 2]}))
             started = time.perf_counter()
-            await iq.send(timeout=TIMEOUT)
+            await iq.send(timeout=TIMEOUT)  # type: ignore[no-untyped-call]
             if index >= 10:  # the first ten warm up
                 samples.append(time.perf_counter() - started)
     finally:
