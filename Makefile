@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # System packages the real-component tests drive (Kodi headless under Xvfb, lircd, Prosody).
 APT_PACKAGES := kodi xvfb lirc prosody iproute2 python3-venv \
-	finch avahi-daemon dbus tmux
+	finch avahi-daemon dbus tmux chromium chromium-driver
 
 .PHONY: demo test check lint typecheck bench system-deps venv clean
 

@@ -40,14 +40,21 @@ def _agent_parser() -> argparse.ArgumentParser:
         help="announce on this interface address only (repeatable)",
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--state-dir", help="where the key and the paired devices are kept")
+    sub = parser.add_subparsers(dest="command", metavar="{peers}")
+    peers = sub.add_parser("peers", help="list or revoke paired devices").add_subparsers(
+        dest="peers_command", required=True
+    )
+    peers.add_parser("list", help="the paired devices")
+    revoke = peers.add_parser("revoke", help="unpair a device (its streams are closed)")
+    revoke.add_argument("who", metavar="NAME|FINGERPRINT")
     return parser
 
 
 def load_agent_config(args: argparse.Namespace) -> config_module.Config:
+    keys = ("backend", "name", "nick", "port", "listen", "mdns_interfaces", "log_level")
     overrides: dict[str, Any] = {
-        key: value
-        for key in ("backend", "name", "nick", "port", "listen", "mdns_interfaces", "log_level")
-        if (value := getattr(args, key)) is not None
+        key: value for key in (*keys, "state_dir") if (value := getattr(args, key)) is not None
     }
     path = args.config
     if path is None and config_module.DEFAULT_CONFIG_PATH.exists():
@@ -62,11 +69,19 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
     except config_module.ConfigError as exc:
         print(f"buttons-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command == "peers":
+        return _peers(config, args)
     from agent import logs
     from agent.app import Agent, run_until_signalled
+    from agent.security.keys import IdentityError
+    from agent.security.truststore import TrustStoreError
 
     logs.setup(config.log_level)
-    agent = Agent(config)
+    try:
+        agent = Agent(config)
+    except (IdentityError, TrustStoreError, OSError) as exc:
+        print(f"buttons-agent: {exc} (state_dir = {config.state_dir})", file=sys.stderr)
+        return EXIT_FAILED
 
     def ready() -> None:
         print(
@@ -81,6 +96,31 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"buttons-agent: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return 0
+
+
+def _peers(config: config_module.Config, args: argparse.Namespace) -> int:
+    from agent.app import PEERS_FILE
+    from agent.security.keys import short_fingerprint
+    from agent.security.truststore import TrustStore, TrustStoreError
+
+    try:
+        store = TrustStore(Path(config.state_dir).expanduser() / PEERS_FILE)
+        if args.peers_command == "list":
+            if not store.peers:
+                print("no paired devices", file=sys.stderr)
+            for peer in store.peers:
+                print(f"{peer.name}\t{peer.fingerprint}\tpaired {peer.paired_at}")
+            return 0
+        removed = store.revoke(args.who)
+    except (TrustStoreError, OSError) as exc:
+        print(f"buttons-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not removed:
+        print(f"buttons-agent: no paired device matches {args.who!r}", file=sys.stderr)
+        return EXIT_FAILED
+    for peer in removed:
+        print(f"revoked {peer.name} ({short_fingerprint(peer.fingerprint)})")
     return 0
 
 
@@ -101,7 +141,13 @@ def _client_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="browse on this interface address only (repeatable)",
     )
+    parser.add_argument(
+        "--home", type=Path, help="this device's key and paired agents (default: user config dir)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    pair = sub.add_parser("pair", help="pair with an agent: type the code the TV shows")
+    pair.add_argument("--pin", help="the 6-digit code (asked for on stdin if not given)")
+    pair.add_argument("--name", help="this device's name on the TV (default user@host)")
     sub.add_parser("discover", help="list the agents on the network").add_argument(
         "--all", action="store_true", help="also list other link-local XMPP peers"
     )
@@ -121,6 +167,7 @@ def _client_parser() -> argparse.ArgumentParser:
 
 async def _client(args: argparse.Namespace) -> int:
     from agent import client
+    from agent.security.phone import load_credentials
 
     if args.command == "discover":
         agents = await client.find_agents(
@@ -140,8 +187,36 @@ async def _client(args: argparse.Namespace) -> int:
     else:
         found = await client.find_agents(seconds=args.timeout, interfaces=args.interface)
         target = client.choose(found, args.to)
-    async with client.connect(target.host, target.port, agent=target.instance or None) as remote:
+    credentials = load_credentials(args.home)
+    if args.command == "pair":
+        return await _pair(target, credentials, args)
+    client.check_announced_key(credentials, target)
+    async with client.connect(
+        target.host, target.port, agent=target.instance or None, credentials=credentials
+    ) as remote:
         return await _run_command(remote, args)
+
+
+async def _pair(target: Any, credentials: Any, args: argparse.Namespace) -> int:
+    from agent.security.keys import short_fingerprint
+    from agent.security.pair_client import pair
+
+    async def ask_pin(seconds: float) -> str:
+        if args.pin:
+            return str(args.pin)
+        prompt = f"Type the code shown on the TV (valid {int(seconds)} s): "
+        return await trio.to_thread.run_sync(input, prompt)
+
+    paired = await pair(
+        target.host,
+        target.port,
+        agent=target.instance or None,
+        credentials=credentials,
+        ask_pin=ask_pin,
+        device_name=args.name,
+    )
+    print(f"paired with {paired.agent} (key {short_fingerprint(paired.fingerprint)})")
+    return 0
 
 
 async def _run_command(remote: Any, args: argparse.Namespace) -> int:
@@ -175,14 +250,26 @@ async def _run_command(remote: Any, args: argparse.Namespace) -> int:
 def client_main(argv: Sequence[str] | None = None) -> int:
     from agent.client import ClientError, StanzaErrorReply, StreamFailed
     from agent.net.mdns import MdnsError
+    from agent.security.keys import IdentityError
+    from agent.security.pair_client import PairingFailed
+    from agent.security.truststore import TrustStoreError
 
     args = _client_parser().parse_args(argv)
     try:
         return trio.run(_client, args)
     except StanzaErrorReply as exc:
         print(f"buttons: the agent said no: {exc.error}", file=sys.stderr)
-    except (ClientError, StreamFailed, MdnsError) as exc:
+    except (
+        ClientError,
+        StreamFailed,
+        MdnsError,
+        PairingFailed,
+        IdentityError,
+        TrustStoreError,
+    ) as exc:
         print(f"buttons: {exc}", file=sys.stderr)
+    except EOFError:
+        print("buttons: no PIN given", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return EXIT_FAILED

@@ -9,7 +9,7 @@ import getpass
 import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -18,7 +18,16 @@ import trio
 from agent.backends.base import TvState
 from agent.buttons import codec
 from agent.buttons.catalogue import ButtonInfo
-from agent.net.stream import StanzaErrorReply, StreamFailed, XmppStream, open_xmpp_stream
+from agent.net.stream import (
+    ClientTls,
+    StanzaErrorReply,
+    StreamFailed,
+    XmppStream,
+    open_xmpp_stream,
+)
+from agent.security.keys import FINGERPRINT_TXT_KEY, fingerprint
+from agent.security.phone import PhoneCredentials, load_credentials
+from agent.security.tls import PinMismatch, check_pinned, client_context
 from agent.xmpp import stanza as st
 from agent.xmpp.disco import CAPS_NODE, DISCO_INFO_NS, PING_NS
 
@@ -26,6 +35,7 @@ __all__ = [
     "AgentAddress",
     "ButtonsClient",
     "ClientError",
+    "NotPaired",
     "Pressed",
     "StanzaErrorReply",
     "StreamFailed",
@@ -46,6 +56,8 @@ class AgentAddress:
     nick: str = ""
     status: str = ""
     message: str = ""
+    #: The agent's certificate fingerprint from its TXT `fp` (a hint; TLS is what counts).
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,7 @@ async def find_agents(
                 nick=peer.txt.get("nick", "") or peer.txt.get("1st", ""),
                 status=peer.txt.get("status", ""),
                 message=peer.txt.get("msg", ""),
+                fingerprint=peer.txt.get(FINGERPRINT_TXT_KEY, ""),
             )
         )
     return sorted(agents, key=lambda a: a.instance)
@@ -168,11 +181,55 @@ class ButtonsClient:
                     yield Pressed(payload.get("button", ""), payload.get("source", ""))
 
 
+class NotPaired(ClientError):
+    """The agent is not one we paired with."""
+
+
+def pinned_verifier(credentials: PhoneCredentials, agent: str | None) -> Callable[[bytes], None]:
+    """Checks the agent's certificate against the pinned one: trust on first pair, then
+    never silently accept a change."""
+
+    def verify(cert_der: bytes) -> None:
+        actual = fingerprint(cert_der)
+        credentials.agents.reload_if_changed()
+        pinned = credentials.agents.find_name(agent) if agent else None
+        if pinned is not None:
+            try:
+                check_pinned(actual, pinned.fingerprint, agent or "")
+            except PinMismatch as exc:
+                raise ClientError(str(exc)) from None
+        elif credentials.agents.find(actual) is None:
+            raise NotPaired(
+                f"this device is not paired with {agent or 'that agent'}; pair first: buttons pair"
+            )
+
+    return verify
+
+
+def check_announced_key(credentials: PhoneCredentials, target: AgentAddress) -> None:
+    """Fail early when the mDNS TXT `fp` already shows a key other than the pinned one."""
+    pinned = credentials.agents.find_name(target.instance)
+    if pinned is None or not target.fingerprint:
+        return
+    try:
+        check_pinned(target.fingerprint, pinned.fingerprint, target.instance)
+    except PinMismatch as exc:
+        raise ClientError(str(exc)) from None
+
+
 @asynccontextmanager
 async def connect(
-    host: str, port: int, *, agent: str | None, local_jid: str | None = None
+    host: str,
+    port: int,
+    *,
+    agent: str | None,
+    local_jid: str | None = None,
+    credentials: PhoneCredentials | None = None,
 ) -> AsyncIterator[ButtonsClient]:
+    """A TLS stream to a paired agent, presenting this device's certificate."""
+    credentials = credentials or load_credentials()
+    tls = ClientTls(client_context(credentials.identity), pinned_verifier(credentials, agent))
     async with open_xmpp_stream(
-        host, port, local_jid=local_jid or default_local_jid(), remote_jid=agent
+        host, port, local_jid=local_jid or default_local_jid(), remote_jid=agent, tls=tls
     ) as stream:
         yield ButtonsClient(stream, agent)

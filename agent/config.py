@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 from agent.backends.lirc.config import LircConfig
 from agent.backends.router import RouterConfig
 from agent.hw.gpio import GpioConfig
+from agent.web.config import WebConfig
 
 _T = TypeVar("_T")
 
@@ -73,12 +74,25 @@ class Config:
     handshake_timeout: float = 10.0
     max_streams_per_peer: int = 8
     max_stanza_bytes: int = 65536
+    #: Close a stream whose TLS handshake (after <proceed/>) has not finished in this time.
+    tls_handshake_timeout: float = 10.0
+    #: New connections per address: `connection_burst` at once, then this many per second.
+    connections_per_second: float = 2.0
+    connection_burst: int = 20
+    #: Where the agent keeps its key, certificate and paired devices (systemd StateDirectory).
+    state_dir: str = "/var/lib/buttons-agent"
+    #: Plain chat clients (no TLS, no pairing): "off", or "pin" = type the pairing PIN into
+    #: the chat first; that chat may then use the TV until its stream ends.
+    chat_fallback: Literal["off", "pin"] = "off"
+    #: Phones may open a pairing window only within 120 s after the pair button was pressed.
+    pairing_requires_button: bool = False
     #: Release a held button this long after `hold start` if `stop` never arrives.
     hold_timeout: float = 10.0
     kodi: KodiConfig = field(default_factory=KodiConfig)
     lirc: LircConfig = field(default_factory=LircConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def jid(self) -> str:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import trio
 
@@ -27,6 +28,8 @@ from agent.backends.base import (
 from agent.buttons import chat, codec
 from agent.buttons.catalogue import CATALOGUE, in_catalogue_order
 from agent.groups import single_exception
+from agent.pairing import PairingRefused
+from agent.security.pairing_service import PAIR_NS, PairingService, PairingSession
 from agent.xmpp import stanza as st
 from agent.xmpp.disco import (
     DISCO_INFO_NS,
@@ -54,6 +57,27 @@ class AgentInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerAuth:
+    """Who is on the other end, as the transport proved it (never the stream's `from`)."""
+
+    #: The stream runs over TLS (pairing is possible).
+    secured: bool = False
+    #: SHA-256 of the TLS client certificate, when one was presented.
+    fingerprint: str | None = None
+    #: The trust store's name for that fingerprint: set only for paired devices.
+    paired_name: str | None = None
+
+    @classmethod
+    def paired(cls, name: str, fingerprint: str | None = None) -> PeerAuth:
+        """A peer another transport authenticated (e.g. a web session with a valid token)."""
+        return cls(secured=True, fingerprint=fingerprint, paired_name=name)
+
+
+ChatFallback = Literal["off", "pin"]
+NOT_PAIRED = "this device is not paired with the TV; pair it first (buttons pair)"
+
+
+@dataclass(frozen=True, slots=True)
 class PressEvent:
     button: str
     source: str
@@ -61,21 +85,35 @@ class PressEvent:
 
 
 class Dispatcher:
-    def __init__(self, backend: Backend, info: AgentInfo, *, hold_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        info: AgentInfo,
+        *,
+        hold_timeout: float = 10.0,
+        pairing: PairingService | None = None,
+        chat_fallback: ChatFallback = "off",
+    ) -> None:
         self.backend = backend
         self.info = info
         self.hold_timeout = hold_timeout
+        self.pairing = pairing
+        self.chat_fallback = chat_fallback
+        features = {DISCO_INFO_NS, PING_NS, VERSION_NS, codec.NS}
         self.disco = DiscoInfo(
             identities=(Identity("client", "bot", "buttons-agent"),),
-            features=frozenset({DISCO_INFO_NS, PING_NS, VERSION_NS, codec.NS}),
+            features=frozenset(features | ({PAIR_NS} if pairing else set())),
         )
         self._press_feeds: set[trio.MemorySendChannel[PressEvent]] = set()
 
     @asynccontextmanager
-    async def session(self, peer: str | None, send: Send) -> AsyncIterator[Session]:
+    async def session(
+        self, peer: str | None, send: Send, *, auth: PeerAuth | None = None
+    ) -> AsyncIterator[Session]:
+        """A stream's session; only an `auth` naming a paired device may use Buttons."""
         with single_exception():
             async with trio.open_nursery() as nursery:
-                session = Session(self, peer, send, nursery)
+                session = Session(self, peer, send, nursery, auth or PeerAuth())
                 try:
                     yield session
                 finally:
@@ -133,10 +171,19 @@ class Session:
     """The dispatcher's view of one stream."""
 
     def __init__(
-        self, dispatcher: Dispatcher, peer: str | None, send: Send, nursery: trio.Nursery
+        self,
+        dispatcher: Dispatcher,
+        peer: str | None,
+        send: Send,
+        nursery: trio.Nursery,
+        auth: PeerAuth,
     ) -> None:
         self.dispatcher = dispatcher
         self.peer = peer
+        self.auth = auth
+        #: Paired devices; or, with `chat_fallback = "pin"`, a chat that typed the PIN.
+        self.authorized = auth.paired_name is not None
+        self._pairing = PairingSession()
         self.send = send
         self._nursery = nursery
         self._replies: OrderedDict[str, ET.Element] = OrderedDict()
@@ -145,7 +192,7 @@ class Session:
 
     @property
     def source(self) -> str:
-        return self.peer or "xmpp"
+        return self.auth.paired_name or self.peer or "xmpp"
 
     async def handle(self, stanza: ET.Element) -> None:
         """Handle one stanza from the peer. Never raises for the peer's mistakes."""
@@ -182,7 +229,15 @@ class Session:
         namespace = payload.tag.partition("}")[0].lstrip("{")
         try:
             if namespace == codec.NS:
+                if not self.authorized:
+                    return st.error_reply(iq, "not-authorized", NOT_PAIRED)
                 return st.iq_result(iq, await self._run(codec.parse_request(type_, payload)))
+            if namespace == PAIR_NS and self.dispatcher.pairing is not None:
+                pairing = self.dispatcher.pairing
+                reply = await pairing.handle(
+                    self._pairing, type_, payload, secured=self.auth.secured
+                )
+                return st.iq_result(iq, reply)
             if type_ == "get" and payload.tag == f"{{{DISCO_INFO_NS}}}query":
                 return st.iq_result(iq, self.dispatcher.disco.element(payload.get("node")))
             if type_ == "get" and payload.tag == f"{{{PING_NS}}}ping":
@@ -300,8 +355,29 @@ class Session:
         body = message.find(st.BODY)
         if message.get("type") == "error" or body is None or not (body.text or "").strip():
             return
-        reply = await self._chat_reply(chat.parse_chat(body.text or ""))
+        text = body.text or ""
+        if self.authorized:
+            reply = await self._chat_reply(chat.parse_chat(text))
+        else:
+            reply = await self._chat_unlock(text)
         await self.send(st.message(to=message.get("from") or self.peer, type_="chat", body=reply))
+
+    async def _chat_unlock(self, text: str) -> str:
+        """`chat_fallback = "pin"`: the PIN typed into the chat trusts this stream only."""
+        window = self.dispatcher.pairing.window if self.dispatcher.pairing else None
+        if self.dispatcher.chat_fallback != "pin" or window is None:
+            return f"error: {NOT_PAIRED}"
+        try:
+            if window.is_open and text.strip().isdigit():
+                if window.check_pin(text):
+                    self.authorized = True
+                    log.warning("chat peer %s unlocked its stream with the PIN", self.source)
+                    return "ok: PIN accepted; this chat may use the TV until it ends"
+                return "error: wrong PIN"
+            await window.request()
+        except PairingRefused as exc:
+            return f"error: {exc.text}"
+        return "Type the 6-digit code shown on the TV to use it from this chat."
 
     async def _chat_reply(self, command: chat.ChatCommand) -> str:
         backend = self.dispatcher.backend

@@ -61,6 +61,7 @@ async def run_gpio(
 
     async def on_pair() -> None:
         pairing.open()
+        await pairing.show_current()
 
     led, button = open_gpio(
         config.gpio, on_pair=on_pair, on_clear_pairings=pairing.clear_all, pin_factory=pin_factory

@@ -12,7 +12,7 @@ import trio.testing
 
 from agent.backends.virtual import VirtualTV
 from agent.buttons import codec
-from agent.dispatch import AgentInfo, Dispatcher, Session
+from agent.dispatch import AgentInfo, Dispatcher, PeerAuth, Session
 from agent.xmpp import stanza as st
 from agent.xmpp.disco import DISCO_INFO_NS, PING_NS, VERSION_NS
 
@@ -36,10 +36,11 @@ class Recorder:
 
 @asynccontextmanager
 async def open_session(
-    dispatcher: Dispatcher, peer: str = "me@phone"
+    dispatcher: Dispatcher, peer: str = "me@phone", auth: PeerAuth | None = None
 ) -> AsyncIterator[tuple[Session, Recorder]]:
+    """A session of a paired device called `peer` (unless `auth` says otherwise)."""
     recorder = Recorder()
-    async with dispatcher.session(peer, recorder) as session:
+    async with dispatcher.session(peer, recorder, auth=auth or PeerAuth.paired(peer)) as session:
         yield session, recorder
 
 

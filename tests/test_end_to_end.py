@@ -3,9 +3,14 @@ and talk over real TCP: the whole vertical slice."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
+import ssl
 import sys
 import xml.etree.ElementTree as ET
+from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,6 +18,7 @@ from zeroconf import ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 from agent import client
 from agent.backends.virtual import VirtualTV
+from agent.security.phone import HOME_ENV, load_credentials, phone_home
 from agent.testing.agents import open_agent
 
 pytestmark = pytest.mark.netns
@@ -77,10 +83,32 @@ async def test_two_agents_with_one_name_are_told_apart() -> None:
                 await remote.press("mute")
 
 
-def _independent_peer(instance_wanted: str) -> dict[str, object]:
-    """A minimal XEP-0174 peer: python-zeroconf to browse, a plain socket and ElementTree to
-    talk. Nothing of the agent's code is used, so this checks the wire format against the
-    spec rather than against itself."""
+def _read_elements(sock: socket.socket | ssl.SSLSocket, *, until: str) -> dict[str, object]:
+    """Read one stream's header and first-level children with ElementTree's pull parser,
+    until a child tagged `until` arrives or the stream ends."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    depth, header, children, ended = 0, None, [], False
+    while not ended and not any(c.tag == until for c in children):
+        data = sock.recv(65536)
+        if not data:
+            break
+        parser.feed(data)
+        for event, element in parser.read_events():
+            depth += 1 if event == "start" else -1
+            if event == "start" and depth == 1:
+                header = element
+            elif event == "end" and depth == 1:
+                children.append(element)
+            elif event == "end" and depth == 0:
+                ended = True
+    return {"header": header, "children": children, "ended": ended}
+
+
+def _independent_peer(instance_wanted: str, cert: Path, key: Path) -> dict[str, object]:
+    """A minimal XEP-0174 peer: python-zeroconf to browse, a plain socket, the stdlib `ssl`
+    module and ElementTree to talk. Nothing of the agent's code is used, so this checks the
+    wire format (STARTTLS per RFC 6120 §5 included) against the spec rather than against
+    itself. `cert`/`key` are a client certificate the agent already trusts (pre-paired)."""
     zc = Zeroconf(interfaces=LOOPBACK)
     try:
         seen: list[str] = []
@@ -105,14 +133,27 @@ def _independent_peer(instance_wanted: str) -> dict[str, object]:
     finally:
         zc.close()
     assert port is not None
-    sock = socket.create_connection((address, port), timeout=5)
+    header = (
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' from='indie@peer' to='"
+        + instance_wanted.encode()
+        + b"' version='1.0'>"
+    )
+    plain = socket.create_connection((address, port), timeout=5)
     try:
+        plain.sendall(header)
+        before_tls = _read_elements(plain, until="{http://etherx.jabber.org/streams}features")
+        plain.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        answer = _read_elements_continuing(plain)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # checked below by fingerprint, as the TXT says
+        context.load_cert_chain(cert, key)
+        sock = context.wrap_socket(plain)
+        agent_fp = hashlib.sha256(sock.getpeercert(binary_form=True) or b"").hexdigest()
         sock.sendall(
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-            b"xmlns:stream='http://etherx.jabber.org/streams' from='indie@peer' to='"
-            + instance_wanted.encode()
-            + b"' version='1.0'>"
-            b"<iq type='get' id='disco'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            header
+            + b"<iq type='get' id='disco'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
             b"<iq type='set' id='press'>"
             b"<press xmlns='urn:buttons-agent:remote:0' button='mute'/></iq>"
             b"<message type='chat' to='"
@@ -120,24 +161,30 @@ def _independent_peer(instance_wanted: str) -> dict[str, object]:
             + b"'><body>vol+</body></message>"
             b"</stream:stream>"
         )
-        parser = ET.XMLPullParser(events=("start", "end"))
-        depth, header, children, ended = 0, None, [], False
-        while not ended:
-            data = sock.recv(65536)
-            if not data:
-                break
-            parser.feed(data)
-            for event, element in parser.read_events():
-                depth += 1 if event == "start" else -1
-                if event == "start" and depth == 1:
-                    header = element
-                elif event == "end" and depth == 1:
-                    children.append(element)
-                elif event == "end" and depth == 0:
-                    ended = True
+        after_tls = _read_elements(sock, until="-")
+        tls_version = sock.version()
     finally:
-        sock.close()
-    return {"txt": txt, "header": header, "children": children, "ended": ended}
+        plain.close()
+    return {
+        "txt": txt,
+        "before_tls": before_tls,
+        "answer": answer,
+        "agent_fp": agent_fp,
+        "tls_version": tls_version,
+        **after_tls,
+    }
+
+
+def _read_elements_continuing(sock: socket.socket) -> str:
+    """The receiver's answer to <starttls/>: read byte by byte, so that not one byte of the
+    TLS handshake that follows is consumed here."""
+    data = b""
+    while not data.endswith(b"/>") and len(data) < 200:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
 
 
 def trio_sleep_blocking(seconds: float) -> None:
@@ -149,8 +196,23 @@ def trio_sleep_blocking(seconds: float) -> None:
 async def test_independent_xep0174_peer_sees_spec_txt_and_stream() -> None:
     tv = VirtualTV()
     async with open_agent(tv, announce=True, name="spec", nick="Spec TV") as agent:
-        result = await trio.to_thread.run_sync(_independent_peer, agent.instance)
+        phone = load_credentials(phone_home())  # open_agent's pre-paired phone
+        result = await trio.to_thread.run_sync(
+            _independent_peer,
+            agent.instance,
+            phone.identity.cert_path,
+            phone.identity.key_path,
+        )
     txt = result["txt"]
+    assert isinstance(txt, dict)
+    assert txt["fp"] == agent.identity.fingerprint == result["agent_fp"]
+    assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    before = result["before_tls"]
+    assert isinstance(before, dict)
+    (features,) = before["children"]
+    assert features.find("{urn:ietf:params:xml:ns:xmpp-tls}starttls") is not None
+    assert "proceed" in str(result["answer"])
+    assert "urn:ietf:params:xml:ns:xmpp-tls" in str(result["answer"])
     assert isinstance(txt, dict)
     assert txt["txtvers"] == "1"
     assert txt["port.p2pj"] == str(agent.port)
@@ -194,10 +256,12 @@ async def test_cli_discovers_presses_and_lists(tmp_path: object) -> None:
             "--timeout",
             "2",
         ]
-        discovered = await trio.run_process([*base, "discover"], capture_stdout=True)
-        pressed = await trio.run_process([*base, "press", "play_pause"], capture_stdout=True)
-        listed = await trio.run_process([*base, "list"], capture_stdout=True)
-        bad = await trio.run_process([*base, "press", "warp"], capture_stderr=True, check=False)
+        # The CLI runs as open_agent's pre-paired phone.
+        run = partial(trio.run_process, env={**os.environ, HOME_ENV: str(phone_home())})
+        discovered = await run([*base, "discover"], capture_stdout=True)
+        pressed = await run([*base, "press", "play_pause"], capture_stdout=True)
+        listed = await run([*base, "list"], capture_stdout=True)
+        bad = await run([*base, "press", "warp"], capture_stderr=True, check=False)
     assert f"{agent.instance}\tCLI TV\t127.0.0.1:{agent.port}\tavail" in discovered.stdout.decode()
     out = pressed.stdout.decode()
     assert out.startswith("pressed play_pause")

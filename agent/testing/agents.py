@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import trio
@@ -12,6 +13,7 @@ from agent.app import Agent
 from agent.backends.base import Backend
 from agent.config import load
 from agent.groups import single_exception
+from agent.testing.pairing import default_phone
 
 
 @asynccontextmanager
@@ -21,27 +23,39 @@ async def open_agent(
     *,
     announce: bool = False,
     pin_factory: Any = None,
+    paired_phone: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Agent]:
     """An agent on 127.0.0.1 and a free port (unless overridden), stopped gracefully on exit.
 
-    `overrides` are config keys (`backend="router"`, `lirc={...}`, …).
+    `overrides` are config keys (`backend="router"`, `lirc={...}`, …). The agent's state
+    lives in a temporary directory (unless `state_dir` is given), and a temporary phone
+    identity, paired with it unless `paired_phone=False`, is the default of
+    `agent.client.connect()` inside the block (agent/testing/pairing.py).
     """
     settings: dict[str, Any] = {
         "port": 0,
         "listen": ["127.0.0.1"],
         "host": "test",
         "mdns_interfaces": ["127.0.0.1"],
+        # The web remote only where a test asks for it (then on a free loopback port).
+        "web": {"enabled": False},
     }
     settings.update(overrides)
-    agent = Agent(load(None, settings), backend, pin_factory=pin_factory)
-    with single_exception():
-        async with trio.open_nursery() as nursery:
-            await nursery.start(_run, agent, announce)
-            try:
-                yield agent
-            finally:
-                agent.stop()
+    with ExitStack() as cleanup:
+        if "state_dir" not in settings:
+            settings["state_dir"] = cleanup.enter_context(
+                TemporaryDirectory(prefix="buttons-agent-")
+            )
+        agent = Agent(load(None, settings), backend, pin_factory=pin_factory)
+        with single_exception():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_run, agent, announce)
+                with default_phone(agent, paired=paired_phone):
+                    try:
+                        yield agent
+                    finally:
+                        agent.stop()
 
 
 async def _run(agent: Agent, announce: bool, *, task_status: trio.TaskStatus[None]) -> None:

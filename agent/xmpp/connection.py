@@ -31,6 +31,7 @@ from agent.xmpp.parser import (
     StreamParser,
 )
 from agent.xmpp.serialize import CLIENT_NS, STREAM_CLOSE, serialize, stream_header
+from agent.xmpp.tls import FAILURE, PROCEED, STARTTLS, starttls_feature
 
 FEATURES_TAG = f"{{{STREAMS_NS}}}features"
 ERROR_TAG = f"{{{STREAMS_NS}}}error"
@@ -46,6 +47,7 @@ class State(enum.Enum):
     AWAIT_PEER_HEADER = "await-peer-header"  # initiator sent its header
     AWAIT_ACCEPT = "await-accept"  # receiver got a header; must accept or reject
     OPEN = "open"  # both headers exchanged; stanzas may flow
+    TLS_NEGOTIATION = "tls-negotiation"  # STARTTLS asked for; the TLS handshake comes next
     CLOSING = "closing"  # we sent </stream:stream>; waiting for the peer's
     CLOSED = "closed"
 
@@ -75,6 +77,21 @@ class FeaturesReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class StartTlsRequested:
+    """Receiver: the peer sent <starttls/>; answer with `send_proceed()`, then do TLS."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsProceed:
+    """Initiator: the receiver said <proceed/>; do TLS now, then `restart_after_tls()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsRefused:
+    """Initiator: the receiver said <failure/> (it closes the stream next)."""
+
+
+@dataclass(frozen=True, slots=True)
 class StanzaReceived:
     stanza: ET.Element
 
@@ -92,7 +109,16 @@ class StreamClosed:
     clean: bool
 
 
-Event = StreamOpened | FeaturesReceived | StanzaReceived | StreamErrorReceived | StreamClosed
+Event = (
+    StreamOpened
+    | FeaturesReceived
+    | StartTlsRequested
+    | TlsProceed
+    | TlsRefused
+    | StanzaReceived
+    | StreamErrorReceived
+    | StreamClosed
+)
 
 
 def _is_1_0_or_later(version: str | None) -> bool:
@@ -123,6 +149,11 @@ class Connection:
         self._events: deque[Event] = deque()
         self._header_sent = False
         self._peer_closed = False
+        #: True once TLS is up and the stream restarted over it (RFC 6120 §5.4.3.3).
+        self.secured = False
+        self._tls_offered = False
+        self._starttls_received = False
+        self._stanzas_received = False
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -172,7 +203,21 @@ class Connection:
         self._events.append(StreamOpened(header))
 
     def _on_element(self, element: ET.Element) -> None:
-        if element.tag == ERROR_TAG:
+        if self._starttls_received or (
+            self.state is State.TLS_NEGOTIATION and element.tag not in (PROCEED, FAILURE)
+        ):
+            # Nothing may follow <starttls/> or precede <proceed/> but the TLS handshake.
+            raise RemoteProtocolError("policy-violation", "XML where the TLS handshake belongs")
+        if element.tag == STARTTLS:
+            if self.role is not Role.RECEIVER or not self._tls_offered or self._stanzas_received:
+                raise RemoteProtocolError("policy-violation", "STARTTLS was not offered here")
+            self._starttls_received = True
+            self._events.append(StartTlsRequested())
+        elif element.tag in (PROCEED, FAILURE):
+            if self.role is not Role.INITIATOR or self.state is not State.TLS_NEGOTIATION:
+                raise RemoteProtocolError("policy-violation", "a TLS answer nobody asked for")
+            self._events.append(TlsProceed() if element.tag == PROCEED else TlsRefused())
+        elif element.tag == ERROR_TAG:
             condition, text = "undefined-condition", ""
             for child in element:
                 if child.tag == f"{{{STREAM_ERRORS_NS}}}text":
@@ -185,6 +230,7 @@ class Connection:
         else:
             # A peer may pipeline stanzas right behind its header (before our answer): they
             # wait in the queue behind StreamOpened until the stream is accepted.
+            self._stanzas_received = True
             self._events.append(StanzaReceived(element))
 
     # -- sending --------------------------------------------------------------------------
@@ -202,8 +248,12 @@ class Connection:
         self.state = State.AWAIT_PEER_HEADER
         return self._header({"to": to} if to else {}, version=True)
 
-    def send_accept(self, features: list[ET.Element] | None = None) -> bytes:
-        """Receiver: answer the peer's header with ours (+ features for version 1.0 peers)."""
+    def send_accept(
+        self, features: list[ET.Element] | None = None, *, offer_tls: bool = False
+    ) -> bytes:
+        """Receiver: answer the peer's header with ours (+ features for version 1.0 peers).
+
+        `offer_tls` adds STARTTLS to the features (never on a stream already secured)."""
         if self.state is not State.AWAIT_ACCEPT:
             raise LocalProtocolError("undefined-condition", "no stream header to accept")
         assert self.peer_header is not None
@@ -214,10 +264,43 @@ class Connection:
         data = self._header(attrs, version=self.peer_uses_version_1)
         if self.peer_uses_version_1:
             container = ET.Element(FEATURES_TAG)
+            if offer_tls and not self.secured:
+                self._tls_offered = True
+                container.append(starttls_feature())
             container.extend(features or [])
             data += serialize(container)
         self.state = State.OPEN
         return data
+
+    # -- STARTTLS ---------------------------------------------------------------------
+
+    def send_starttls(self) -> bytes:
+        """Initiator: ask for TLS (after features offering it); wait for TlsProceed."""
+        if self.role is not Role.INITIATOR or self.state is not State.OPEN or self.secured:
+            raise LocalProtocolError("undefined-condition", "STARTTLS only on an open plain stream")
+        self.state = State.TLS_NEGOTIATION
+        return serialize(ET.Element(STARTTLS))
+
+    def send_proceed(self) -> bytes:
+        """Receiver: accept the peer's <starttls/>; the TLS handshake follows at once."""
+        if not self._starttls_received or self.state is not State.OPEN:
+            raise LocalProtocolError("undefined-condition", "no STARTTLS request to accept")
+        self.state = State.TLS_NEGOTIATION
+        return serialize(ET.Element(PROCEED))
+
+    def restart_after_tls(self) -> None:
+        """TLS is up: both sides start a new stream over it, with a fresh parser (§5.4.3.3)."""
+        if self.state is not State.TLS_NEGOTIATION:
+            raise LocalProtocolError("undefined-condition", "no TLS negotiation to finish")
+        self._parser = StreamParser(self.limits)
+        self._events.clear()
+        self.peer_header = None
+        self.stream_id = None
+        self._header_sent = False
+        self._starttls_received = False
+        self._tls_offered = False
+        self.secured = True
+        self.state = State.IDLE
 
     def _header(self, attributes: dict[str, str], *, version: bool) -> bytes:
         attrs = {"from": self.local_jid, **attributes}

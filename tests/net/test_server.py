@@ -2,75 +2,12 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import trio
 
 from agent.backends.virtual import VirtualTV
 from agent.client import connect
 from agent.testing.agents import open_agent
-
-STREAMS = "http://etherx.jabber.org/streams"
-STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
-OPEN = (
-    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-    "xmlns:stream='http://etherx.jabber.org/streams' from='raw@peer' {attrs}>"
-)
-
-
-class RawPeer:
-    """Bytes in, bytes out, parsed with ElementTree's pull parser — nothing of ours."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.parser = ET.XMLPullParser(events=("start", "end"))
-        self.depth = 0
-        self.header: ET.Element | None = None
-        self.elements: list[ET.Element] = []
-        self.ended = False
-        self.eof = False
-
-    async def send(self, text: str | bytes) -> None:
-        await self.stream.send_all(text.encode() if isinstance(text, str) else text)
-
-    async def read_until(self, predicate: object, seconds: float = 5) -> None:
-        with trio.fail_after(seconds):
-            while not predicate(self):  # type: ignore[operator]
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    self.eof = True
-                    return
-                self.parser.feed(data)
-                for event, element in self.parser.read_events():
-                    if event == "start":
-                        self.depth += 1
-                        if self.depth == 1:
-                            self.header = element
-                    else:
-                        self.depth -= 1
-                        if self.depth == 1:
-                            self.elements.append(element)
-                        elif self.depth == 0:
-                            self.ended = True
-
-    def stream_error(self) -> str | None:
-        for element in self.elements:
-            if element.tag == f"{{{STREAMS}}}error":
-                for child in element:
-                    if child.tag.startswith(f"{{{STREAM_ERRORS}}}") and not child.tag.endswith(
-                        "}text"
-                    ):
-                        return child.tag.rpartition("}")[2]
-        return None
-
-
-@asynccontextmanager
-async def raw_peer(port: int) -> AsyncIterator[RawPeer]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        yield RawPeer(stream)
+from agent.testing.rawpeer import OPEN, STANZAS, STREAMS, RawPeer, raw_peer
 
 
 async def open_raw_stream(peer: RawPeer, attrs: str = "to='buttons@test' version='1.0'") -> None:
@@ -78,7 +15,7 @@ async def open_raw_stream(peer: RawPeer, attrs: str = "to='buttons@test' version
     await peer.read_until(lambda p: p.header is not None and (p.elements or "version" not in attrs))
 
 
-async def test_versionless_peer_gets_no_features_and_can_press() -> None:
+async def test_versionless_peer_gets_no_features_and_is_not_authorized() -> None:
     tv = VirtualTV()
     async with open_agent(tv) as agent, raw_peer(agent.port) as peer:
         await open_raw_stream(peer, "to='buttons@test'")
@@ -87,11 +24,15 @@ async def test_versionless_peer_gets_no_features_and_can_press() -> None:
         assert peer.header.get("from") == "buttons@test"
         await peer.send(
             "<iq type='set' id='p1'><press xmlns='urn:buttons-agent:remote:0' button='mute'/></iq>"
+            "<iq type='get' id='ping'><ping xmlns='urn:xmpp:ping'/></iq>"
         )
-        await peer.read_until(lambda p: len(p.elements) >= 1)
+        await peer.read_until(lambda p: len(p.elements) >= 2)
         assert not any(e.tag == f"{{{STREAMS}}}features" for e in peer.elements)
-        assert peer.elements[0].get("type") == "result"
-        assert tv.state().muted is True
+        press, ping = peer.elements
+        assert press.get("type") == "error"
+        assert press.find(f"{{jabber:client}}error/{{{STANZAS}}}not-authorized") is not None
+        assert ping.get("type") == "result"  # ping, disco and version stay open to all
+        assert tv.state().muted is False
         await peer.send("</stream:stream>")
         await peer.read_until(lambda p: p.ended or p.eof)
         assert peer.ended
