@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from agent.backends.base import Backend, TvState
+from agent.backends.base import Backend, BackendError, TvState
 from agent.backends.factory import make_backend
 from agent.config import Config
 from agent.dispatch import AgentInfo, Dispatcher
@@ -192,8 +192,11 @@ class Agent:
     async def _show_pin(self, pin: str, seconds: float) -> None:
         """The PIN goes to the TV when the backend can show it, to the log otherwise."""
         if isinstance(self.backend, Notifier):
-            await self.backend.notify("Pair a remote", f"Code {pin} (valid {int(seconds)} s)")
-            return
+            try:
+                await self.backend.notify("Pair a remote", f"Code {pin} (valid {int(seconds)} s)")
+                return
+            except BackendError as exc:
+                log.warning(kv("pairing-pin-not-shown", reason=exc.reason))
         log.warning(kv("pairing-pin", pin=pin, seconds=int(seconds)))
 
     def _forget_all_peers(self) -> None:

@@ -15,6 +15,7 @@ import trio
 
 from agent.backends.base import Backend, ButtonNotSupported, TvState
 from agent.backends.keymap import check_button
+from agent.pairing import Notifier
 
 
 class RouterConfigError(ValueError):
@@ -119,6 +120,14 @@ class RouterBackend:
 
     def state(self) -> TvState:
         return self._state_from.state()
+
+    async def notify(self, title: str, message: str) -> None:
+        """Show a message on the TV through the first child that can (Kodi, typically)."""
+        for backend in self._backends.values():
+            if isinstance(backend, Notifier):
+                await backend.notify(title, message)
+                return
+        raise ButtonNotSupported("no backend of this router can show a message on the TV")
 
     def state_changes(self) -> AsyncIterator[TvState]:
         return self._state_from.state_changes()

@@ -101,6 +101,7 @@ class FakeKodi:
                 "currentwindow": {"id": self.window[0], "label": self.window[1]}
             },
             "GUI.ActivateWindow": self._activate_window,
+            "GUI.ShowNotification": lambda p: "OK",
             "Player.GetActivePlayers": self._active_players,
             "Player.GetItem": self._get_item,
             "Player.GetProperties": self._player_properties,

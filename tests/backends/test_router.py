@@ -142,3 +142,22 @@ async def test_power_as_ir_through_real_lircd_rest_to_the_virtual_tv(tmp_path: P
             assert media.history == ["up"]
             assert media.state().power  # power went to the TV's IR, not the media centre
             nursery.cancel_scope.cancel()
+
+
+async def test_notify_goes_to_the_first_child_that_can_show_messages() -> None:
+    class Screen(VirtualTV):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shown: list[tuple[str, str]] = []
+
+        async def notify(self, title: str, message: str) -> None:
+            await trio.lowlevel.checkpoint()
+            self.shown.append((title, message))
+
+    screen = Screen()
+    router = RouterBackend({"ir": VirtualTV(), "kodi": screen}, RouterConfig())
+    await router.notify("Pair a remote", "Code 1")
+    assert screen.shown == [("Pair a remote", "Code 1")]
+    blind = RouterBackend({"ir": VirtualTV()}, RouterConfig())
+    with pytest.raises(ButtonNotSupported):
+        await blind.notify("Pair a remote", "Code 1")

@@ -3,6 +3,7 @@ an in-process agent, then pressing with the pinned keys."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import trio
 
 from agent.app import Agent
+from agent.backends.kodi import KodiBackend
 from agent.buttons.codec import CodecError
 from agent.client import connect
 from agent.dispatch import Session
@@ -19,6 +21,7 @@ from agent.security.pairing_service import PairingService, PairingSession, pq
 from agent.security.phone import PhoneCredentials, load_credentials
 from agent.security.tls import client_context
 from agent.testing.agents import open_agent
+from agent.testing.fake_kodi import FakeKodi
 from agent.xmpp import stanza as st
 
 
@@ -175,3 +178,24 @@ async def test_a_relaying_man_in_the_middle_cannot_pair_nor_learn_a_pin_check(
         kinds = [(who, el.tag) for who, el in relay.seen]
         assert ("agent", pq("confirm")) not in kinds
         assert kinds[-1] == ("agent-error", "not-authorized")
+
+
+async def test_the_pin_is_shown_on_kodi_and_read_from_there(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    fake: FakeKodi = await nursery.start(FakeKodi().serve)
+    async with open_agent(KodiBackend(fake.kodi_config()), paired_phone=False) as agent:
+
+        async def read_the_tv(seconds: float) -> str:
+            shown = [p for m, p in fake.calls if m == "GUI.ShowNotification"]
+            assert shown, "the PIN never reached the TV"
+            match = re.search(r"\b(\d{6})\b", shown[-1]["message"])
+            assert match is not None
+            return match.group(1)
+
+        phone = load_credentials(tmp_path / "phone")
+        await pair(
+            "127.0.0.1", agent.port, agent=agent.instance, credentials=phone,
+            ask_pin=read_the_tv, device_name="kodi-user",
+        )  # fmt: skip
+        assert agent.trusted.find(phone.identity.fingerprint) is not None

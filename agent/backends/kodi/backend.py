@@ -48,6 +48,10 @@ _INPUT_WINDOWS = {10103: "keyboard", 10109: "numeric"}
 _PLAYER_STARTED = {"Player.OnPlay", "Player.OnAVStart", "Player.OnResume"}
 
 
+#: How long the pairing PIN stays on screen (Kodi's toast; the window itself lasts 120 s).
+NOTIFICATION_MILLISECONDS = 15_000
+
+
 class KodiBackend:
     """Implements the Backend protocol against a real Kodi (JSON-RPC v13, Kodi 19–21)."""
 
@@ -222,6 +226,17 @@ class KodiBackend:
             raise BackendNotAuthorized(str(exc)) from None
         except KodiConnectionError as exc:
             raise BackendUnavailable(str(exc)) from None
+
+    async def notify(self, title: str, message: str, *, image: str = "") -> None:
+        """Show a notification on the TV (e.g. the pairing PIN): GUI.ShowNotification."""
+        params: dict[str, Any] = {
+            "title": title,
+            "message": message,
+            "displaytime": NOTIFICATION_MILLISECONDS,
+        }
+        if image:
+            params["image"] = image  # a path Kodi can read, or info/warning/error
+        await self._call(self._require_connection(), "GUI.ShowNotification", params)
 
     # -- state ------------------------------------------------------------------------------
 

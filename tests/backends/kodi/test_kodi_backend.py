@@ -349,3 +349,10 @@ async def test_concurrent_presses_are_matched_to_their_answers(
         NAVIGATION[button] for button in buttons
     )
     assert fake_kodi.tcp_connections == 1
+
+
+async def test_notify_shows_a_kodi_notification(backend: KodiBackend, fake_kodi: FakeKodi) -> None:
+    await backend.notify("Pair a remote", "Code 123456 (valid 120 s)")
+    method, params = fake_kodi.calls[-1]
+    assert method == "GUI.ShowNotification"
+    assert (params["title"], params["message"]) == ("Pair a remote", "Code 123456 (valid 120 s)")

@@ -213,3 +213,18 @@ async def test_kodi_killed_then_restarted(
     await kodi_backend.press("volume_down")
     with trio.fail_after(STEP_TIMEOUT):
         await wait_for_state(kodi_backend, lambda s: s.volume != before)
+
+
+async def test_notify_puts_a_toast_on_screen(
+    kodi_backend: KodiBackend, kodi_direct: TcpConnection
+) -> None:
+    toast = "Window.IsVisible(notification)"
+
+    async def visible() -> bool | None:
+        shown = await kodi_direct.call("XBMC.GetInfoBooleans", {"booleans": [toast]})
+        return True if shown[toast] else None
+
+    assert await visible() is None  # nothing on screen before
+    await kodi_backend.notify("Pair a remote", "Code 123456 (valid 120 s)")
+    with trio.fail_after(STEP_TIMEOUT):
+        await eventually(visible)
