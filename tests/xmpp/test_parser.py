@@ -179,3 +179,16 @@ def test_serialise_then_parse_round_trips(element: ET.Element) -> None:
     parsed = events[0]
     assert isinstance(parsed, ElementParsed)
     assert canonical(parsed.element) == canonical(element)
+
+
+@given(xml_text)
+def test_escaping_matches_the_standard_library(text: str) -> None:
+    from xml.sax.saxutils import escape
+
+    from agent.xmpp.serialize import escape_text, quote_attribute
+
+    assert escape_text(text) == escape(text)
+    # Any parser reads the attribute back exactly, quotes, tabs and newlines included.
+    assert ET.fromstring(f"<a v={quote_attribute(text + chr(9) + chr(10))}/>").get("v") == (
+        text + "\t\n"
+    )
