@@ -28,6 +28,7 @@ from agent.backends.base import (
 from agent.buttons import chat, codec
 from agent.buttons.catalogue import CATALOGUE, in_catalogue_order
 from agent.groups import single_exception
+from agent.holds import Holds
 from agent.pairing import PairingRefused
 from agent.security.pairing_service import PAIR_NS, PairingService, PairingSession
 from agent.xmpp import stanza as st
@@ -187,7 +188,15 @@ class Session:
         self.send = send
         self._nursery = nursery
         self._replies: OrderedDict[str, ET.Element] = OrderedDict()
-        self._holds: dict[str, _Hold] = {}
+        self._holds = Holds(
+            dispatcher.backend,
+            nursery,
+            timeout=dispatcher.hold_timeout,
+            source=self.source,
+            on_start=lambda button: dispatcher.announce_press(
+                PressEvent(button, self.source, self)
+            ),
+        )
         self._subscription: trio.CancelScope | None = None
 
     @property
@@ -263,10 +272,9 @@ class Session:
                 await dispatcher.press(button, source=self.source, origin=self)
             case codec.Hold(button, "start"):
                 dispatcher.check_button(button)
-                await self._hold_start(button)
+                await self._holds.start(button)
             case codec.Hold(button, _):
-                if (hold := self._holds.get(button)) is not None:
-                    hold.release()
+                self._holds.stop(button)
             case codec.Text(text, submit):
                 await backend.send_text(text, submit=submit)
             case codec.ListButtons():
@@ -280,44 +288,6 @@ class Session:
                     self._subscription.cancel()
                     self._subscription = None
         return None
-
-    # -- holds ----------------------------------------------------------------------------
-
-    async def _hold_start(self, button: str) -> None:
-        if (hold := self._holds.get(button)) is not None:
-            hold.extend(self.dispatcher.hold_timeout)  # a refresh from a long hold
-            return
-        hold = _Hold(button)
-        self._holds[button] = hold
-        try:
-            await self._nursery.start(self._hold_task, hold)
-        except BaseException:
-            self._holds.pop(button, None)
-            raise
-
-    async def _hold_task(self, hold: _Hold, *, task_status: trio.TaskStatus[None]) -> None:
-        backend = self.dispatcher.backend
-        started = False
-        try:
-            async with backend.hold(hold.button):
-                self.dispatcher.announce_press(PressEvent(hold.button, self.source, self))
-                task_status.started()
-                started = True
-                with trio.CancelScope(
-                    deadline=trio.current_time() + self.dispatcher.hold_timeout
-                ) as scope:
-                    hold.scope = scope
-                    await hold.released.wait()
-                if scope.cancelled_caught:
-                    log.info(
-                        "auto-released %s held by %s: no stop arrived", hold.button, self.source
-                    )
-        except BackendError as exc:
-            if not started:
-                raise  # reaches the `hold start` request as its error reply
-            log.warning("hold of %s ended: %s", hold.button, exc.reason)
-        finally:
-            self._holds.pop(hold.button, None)
 
     # -- pushes ---------------------------------------------------------------------------
 
@@ -401,17 +371,3 @@ class Session:
         except BackendError as exc:
             return f"error: {exc.reason}"
         return "error: nothing to do"
-
-
-class _Hold:
-    def __init__(self, button: str) -> None:
-        self.button = button
-        self.released = trio.Event()
-        self.scope: trio.CancelScope | None = None
-
-    def release(self) -> None:
-        self.released.set()
-
-    def extend(self, seconds: float) -> None:
-        if self.scope is not None:
-            self.scope.deadline = trio.current_time() + seconds
