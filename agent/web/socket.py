@@ -1,9 +1,9 @@
 """One accepted WebSocket as one XMPP stream: the trio shell around `WebSocketFraming`.
 
 The same shape as the link-local `InboundStream` (agent/net/inbound.py): wait for `<open/>`
-(bounded), accept, then hand stanzas to a dispatcher Session in order until `<close/>`, a stream error, an idle
-timeout or the server's shutdown. Everything we send goes through trio-websocket, which
-serialises writers itself.
+(bounded), accept, then hand stanzas to a dispatcher Session in order until `<close/>`, a
+stream error, an idle timeout or the server's shutdown. Everything we send goes through
+trio-websocket, which serialises writers itself.
 """
 
 from __future__ import annotations
