@@ -71,7 +71,17 @@ class Identity:
 
 def _new_certificate(common_name: str, *, server: bool) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "buttons")])
+    key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    # The agent's TLS trust anchors are its paired phones' own certificates, and OpenSSL finds
+    # an anchor by subject name (then by key identifier): two phones both called "anna@phone"
+    # would shadow each other. A per-key serialNumber makes every subject unique, and the key
+    # identifiers let OpenSSL match the right anchor directly.
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "buttons"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, key_id.digest.hex()),
+        ]
+    )
     now = datetime.datetime.now(datetime.UTC)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     cert = (
@@ -84,6 +94,10 @@ def _new_certificate(common_name: str, *, server: bool) -> tuple[bytes, bytes]:
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(key_id, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(key_id), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(

@@ -22,6 +22,7 @@ from agent.security.phone import PhoneCredentials, load_credentials
 from agent.security.tls import client_context
 from agent.testing.agents import open_agent
 from agent.testing.fake_kodi import FakeKodi
+from agent.testing.pairing import pair_directly
 from agent.xmpp import stanza as st
 
 
@@ -199,3 +200,19 @@ async def test_the_pin_is_shown_on_kodi_and_read_from_there(
             ask_pin=read_the_tv, device_name="kodi-user",
         )  # fmt: skip
         assert agent.trusted.find(phone.identity.fingerprint) is not None
+
+
+async def test_two_phones_with_the_same_device_name_both_work(tmp_path: Path) -> None:
+    # Both identities are made for this machine's user, so their certificates carry the same
+    # common name; each must still be the trust anchor for its own key.
+    async with open_agent(paired_phone=False) as agent:
+        phones = [load_credentials(tmp_path / home) for home in ("one", "two")]
+        assert phones[0].identity.fingerprint != phones[1].identity.fingerprint
+        for index, phone in enumerate(phones):
+            pair_directly(agent, phone, name=f"phone-{index}")
+        for phone in phones:
+            async with connect(
+                "127.0.0.1", agent.port, agent=agent.instance, credentials=phone
+            ) as remote:
+                await remote.press("mute")
+        assert agent.backend.state().muted is False  # pressed twice
