@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import trio
 
 from agent import config as config_module
 from agent.buttons.codec import describe_state
+from agent.config import BackendName
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -25,7 +27,7 @@ def _agent_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, help=f"TOML file (default {config_module.DEFAULT_CONFIG_PATH})"
     )
-    parser.add_argument("--backend", choices=["virtual", "kodi"])
+    parser.add_argument("--backend", choices=typing.get_args(BackendName))
     parser.add_argument("--name", help="user part of the XEP-0174 name user@host")
     parser.add_argument("--nick", help="friendly name phones show")
     parser.add_argument("--port", type=int, help="link-local XMPP port (0 = any free one)")

@@ -22,6 +22,7 @@ from agent.hw.gpio import GpioConfig
 from agent.web.config import WebConfig
 
 _T = TypeVar("_T")
+BackendName = Literal["virtual", "kodi", "lirc", "router"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/buttons-agent/agent.toml")
 DEMO_CONFIG_PATH = Path(__file__).with_name("demo.toml")
@@ -66,7 +67,7 @@ class Config:
     #: IP addresses zeroconf announces and browses on; empty means all interfaces.
     mdns_interfaces: list[str] = field(default_factory=list)
     #: "router" composes the others per button (see the [router] table).
-    backend: Literal["virtual", "kodi", "lirc", "router"] = "virtual"
+    backend: BackendName = "virtual"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Close a stream that sent nothing (not even whitespace keepalive) for this long.
     idle_timeout: float = 300.0

@@ -69,7 +69,13 @@ class RawPeer:
 
 
 @asynccontextmanager
-async def raw_peer(port: int) -> AsyncIterator[RawPeer]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def raw_peer(port: int, host: str = "127.0.0.1") -> AsyncIterator[RawPeer]:
+    stream = await trio.open_tcp_stream(host, port)
     async with stream:
         yield RawPeer(stream)
+
+
+async def open_raw_stream(peer: RawPeer, attrs: str = "to='buttons@test' version='1.0'") -> None:
+    """Send a stream header and wait for the answer (and the features, for version 1.0)."""
+    await peer.send(OPEN.format(attrs=attrs))
+    await peer.read_until(lambda p: p.header is not None and (p.elements or "version" not in attrs))

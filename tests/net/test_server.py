@@ -7,12 +7,7 @@ import trio
 from agent.backends.virtual import VirtualTV
 from agent.client import connect
 from agent.testing.agents import open_agent
-from agent.testing.rawpeer import OPEN, STANZAS, STREAMS, RawPeer, raw_peer
-
-
-async def open_raw_stream(peer: RawPeer, attrs: str = "to='buttons@test' version='1.0'") -> None:
-    await peer.send(OPEN.format(attrs=attrs))
-    await peer.read_until(lambda p: p.header is not None and (p.elements or "version" not in attrs))
+from agent.testing.rawpeer import OPEN, STANZAS, STREAMS, open_raw_stream, raw_peer
 
 
 async def test_versionless_peer_gets_no_features_and_is_not_authorized() -> None:
