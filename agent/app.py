@@ -166,18 +166,24 @@ class Agent:
         self.web_port = web_ports[0]
         scheme = "https" if self.web.secure else "http"
         base_url = f"{scheme}://{self.config.host}.local:{self.web_port}/"
-        if self.config.backend == "virtual":  # the virtual TV's screen is the terminal
-            background.start_soon(
-                partial(
-                    show_pairing_codes,
-                    self.pairing,
-                    self.web_auth,
-                    base_url,
-                    png_path=self.state_dir / "pairing-qr.png",
-                )
+        background.start_soon(
+            partial(
+                show_pairing_codes,
+                self.pairing,
+                self.web_auth,
+                base_url,
+                png_path=self.state_dir / "pairing-qr.png",
+                # A TV that shows pictures (Kodi on this machine) gets the code on screen;
+                # the virtual TV's screen is the terminal.
+                show_on_tv=self._show_qr if isinstance(self.backend, Notifier) else None,
             )
+        )
         if announce and self.config.web.announce:
             background.start_soon(self._announce_web, self.web_port)
+
+    async def _show_qr(self, url: str, png: Path) -> None:
+        assert isinstance(self.backend, Notifier)
+        await self.backend.notify("Scan to pair a phone", url, image=str(png))
 
     async def _announce_web(self, port: int) -> None:
         async with open_http_announcement(

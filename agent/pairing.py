@@ -35,7 +35,9 @@ ShowPin = Callable[[str, float], Awaitable[None]]
 class Notifier(Protocol):
     """Optional backend capability: show a short message on the TV (Kodi: a notification)."""
 
-    async def notify(self, title: str, message: str) -> None: ...
+    async def notify(self, title: str, message: str, *, image: str = "") -> None:
+        """`image`: a picture file the TV can read (the pairing QR code), or ""."""
+        ...
 
 
 class PairingRefused(Exception):

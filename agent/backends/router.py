@@ -121,11 +121,11 @@ class RouterBackend:
     def state(self) -> TvState:
         return self._state_from.state()
 
-    async def notify(self, title: str, message: str) -> None:
+    async def notify(self, title: str, message: str, *, image: str = "") -> None:
         """Show a message on the TV through the first child that can (Kodi, typically)."""
         for backend in self._backends.values():
             if isinstance(backend, Notifier):
-                await backend.notify(title, message)
+                await backend.notify(title, message, image=image)
                 return
         raise ButtonNotSupported("no backend of this router can show a message on the TV")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,9 +45,12 @@ async def http_request(
     *,
     body: bytes = b"",
     headers: list[tuple[str, str]] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> HttpReply:
-    """One HTTP/1.1 request on a fresh connection."""
-    stream = await trio.open_tcp_stream(host, port)
+    """One HTTP/1.1 request on a fresh connection (over TLS when `tls` is given)."""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    if tls is not None:
+        stream = trio.SSLStream(stream, tls, server_hostname=host)
     async with stream:
         conn = h11.Connection(h11.CLIENT)
         all_headers = [

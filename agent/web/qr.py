@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 import segno
 
+from agent.backends.base import BackendError
 from agent.logs import kv
 from agent.pairing import PairingWindow
 from agent.web.auth import WebAuth
@@ -57,13 +58,25 @@ async def show_pairing_codes(
     *,
     show: Callable[[str, str], None] = print_to_terminal,
     png_path: Path | None = None,
+    show_on_tv: Callable[[str, Path], Awaitable[None]] | None = None,
 ) -> NoReturn:
-    """Each time the pairing window opens, issue a token and show its code on the "TV"."""
+    """Each time the pairing window opens, issue a token and show its code on the "TV".
+
+    With `show_on_tv` (a TV that can show an image, e.g. Kodi's notification) the PNG goes
+    there; otherwise the code is drawn in the terminal (the virtual TV's screen).
+    """
     while True:
         if window.is_open and (token := await auth.issue_token()) is not None:
             url = pairing_url(base_url, token)
-            show(url, terminal_art(url))
             if png_path is not None:
                 write_png(url, png_path)
+            if show_on_tv is not None and png_path is not None:
+                try:
+                    await show_on_tv(url, png_path)
+                except BackendError as exc:
+                    log.warning(kv("web-pairing-code-not-shown", reason=exc.reason))
+                    show(url, terminal_art(url))
+            else:
+                show(url, terminal_art(url))
             log.info(kv("web-pairing-code-shown", png=png_path or "-"))
         await window.wait_changed()

@@ -150,9 +150,9 @@ async def test_notify_goes_to_the_first_child_that_can_show_messages() -> None:
             super().__init__()
             self.shown: list[tuple[str, str]] = []
 
-        async def notify(self, title: str, message: str) -> None:
+        async def notify(self, title: str, message: str, *, image: str = "") -> None:
             await trio.lowlevel.checkpoint()
-            self.shown.append((title, message))
+            self.shown.append((title, message + image))
 
     screen = Screen()
     router = RouterBackend({"ir": VirtualTV(), "kodi": screen}, RouterConfig())
