@@ -12,7 +12,7 @@ import trio
 from agent.backends.lirc import LircBackend
 from agent.backends.router import RouterBackend
 from agent.backends.virtual import VirtualTV
-from agent.client import Pressed, connect
+from agent.client import Pressed, StreamFailed, connect
 from agent.testing.agents import eventually, open_agent
 from agent.testing.gpio import mock_pin_factory, press_button, release_button
 from agent.testing.lircd import TEST_REMOTE, TestLircd, open_test_lircd
@@ -85,3 +85,19 @@ async def test_pair_button_opens_pairing_and_led_follows_state() -> None:
             await eventually(lambda: led.status == "backend_down")
             tv.set_reachable(True)
             await eventually(lambda: led.status == "ready")
+
+
+async def test_holding_the_pair_button_clears_every_pairing() -> None:
+    with mock_pin_factory() as pins:
+        gpio = {"enabled": True, "clear_hold_time": 0.6, "clear_signal_time": 0.2}
+        async with open_agent(gpio=gpio, pin_factory=pins) as agent:
+            assert agent.trusted.peers  # open_agent paired a default phone
+            async with connect("127.0.0.1", agent.port, agent=agent.instance) as phone:
+                await phone.press("up")
+            await press_button(pins, "GPIO27")
+            await eventually(lambda: not agent.trusted.peers)
+            await release_button(pins, "GPIO27")
+            assert not agent.pairing.is_open  # a long hold is not also a short press
+            with pytest.raises(StreamFailed):
+                async with connect("127.0.0.1", agent.port, agent=agent.instance) as phone:
+                    await phone.press("up")
