@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import trio
 
 from agent.dispatch import Dispatcher
-from agent.logs import kv
 from agent.net.inbound import InboundStream
+from agent.net.listen import open_listeners
 from agent.security.ratelimit import ConnectionRateLimiter
 from agent.security.tls import ServerContexts
 from agent.xmpp.parser import Limits
@@ -106,19 +106,7 @@ class XmppServer:
         self.shutting_down.set()
 
     async def _open_listeners(self) -> list[trio.SocketListener]:
-        listeners: list[trio.SocketListener] = []
-        port = self.settings.port
-        for host in self.settings.listen:
-            try:
-                opened = await trio.open_tcp_listeners(port, host=host)
-            except OSError as exc:
-                if not listeners and host == self.settings.listen[-1]:
-                    raise
-                log.warning(kv("listen-skipped", host=host, port=port, error=exc))
-                continue
-            listeners.extend(opened)
-            port = port or opened[0].socket.getsockname()[1]  # same port on every address
-        return listeners
+        return await open_listeners(self.settings.port, self.settings.listen, what="xmpp")
 
     async def _follow_trust_store(self, scope: trio.CancelScope) -> None:
         """Close the open streams of devices revoked by another process (`peers revoke`)."""

@@ -24,6 +24,7 @@ from trio_websocket import wrap_server_stream
 
 from agent.dispatch import Dispatcher
 from agent.logs import kv
+from agent.net.listen import open_listeners
 from agent.web.auth import WebAuth
 from agent.web.config import WebConfig
 from agent.web.http import (
@@ -121,19 +122,7 @@ class WebServer:
         self._shutdown.set()
 
     async def _open_listeners(self) -> list[trio.SocketListener]:
-        listeners: list[trio.SocketListener] = []
-        port = self.config.port
-        for host in self.config.listen:
-            try:
-                opened = await trio.open_tcp_listeners(port, host=host)
-            except OSError as exc:
-                if not listeners and host == self.config.listen[-1]:
-                    raise
-                log.warning(kv("web-listen-skipped", host=host, port=port, error=exc))
-                continue
-            listeners.extend(opened)
-            port = port or opened[0].socket.getsockname()[1]  # same port on every address
-        return listeners
+        return await open_listeners(self.config.port, self.config.listen, what="web")
 
     # -- one TCP connection ---------------------------------------------------------------
 
