@@ -1,14 +1,6 @@
 """Shared parts of the mDNS wrapper: TXT records, zeroconf set-up, threads, addresses.
 
-A trio-native wrapper of python-zeroconf. Zeroconf runs its own asyncio loop in its own
-thread (and ServiceBrowser adds one more), so the rules here are:
-- every blocking zeroconf call runs in a worker thread via `trio.to_thread.run_sync`;
-- every zeroconf callback crosses into trio with `trio.from_thread.run_sync(..., trio_token=)`
-  and only then touches trio objects;
-- cleanup (goodbye packets, closing zeroconf) runs shielded, so cancellation still unregisters.
-
-Service type `_presence._tcp.local.`, instance name `user@host` (XEP-0174 §3), SRV target
-`host.local.`, TXT record with `txtvers=1` first (XEP-0174 §3.2, DNS-SD §6.7).
+The threading rules of the whole wrapper are in the package docstring (agent/net/mdns).
 """
 
 from __future__ import annotations
