@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from agent.web.chromium import SCREENSHOTS, Browser, open_browser
+from agent.web.chromium import PHONE, SCREENSHOTS, Browser, open_browser
 from agent.web.qr import pairing_url, write_png
 from agent.web.testing import WebAgent, open_web_agent
 
@@ -113,3 +113,29 @@ async def text_is(browser: Browser, css: str, expected: str) -> bool:
 
 async def not_visible(browser: Browser, css: str) -> bool:
     return not await browser.visible(css)
+
+
+@pytest.mark.usefixtures("chromium")
+async def test_landscape_fits_the_screen_and_keeps_the_controls_in_reach() -> None:
+    width, height = PHONE[1], PHONE[0]  # the same phone turned sideways
+    async with open_web_agent() as web, open_browser((width, height)) as browser:
+        await pair_browser(web, browser)
+        # Every key lies wholly inside the screen (none cut off at the edge, none scrolled to)
+        # and stays a comfortable touch target. The phone's width, not innerWidth: a mobile
+        # layout viewport grows to fit content that overflows.
+        outside = await browser.run(
+            lambda: browser.driver.execute_script(
+                "return [...document.querySelectorAll('.remote [data-button]')]"
+                ".map(k => [k.dataset.button, k.getBoundingClientRect()])"
+                ".filter(([, r]) => r.width > 0 && (r.left < 0 || r.right > arguments[0]"
+                " || r.width < 48 || r.height < 48)).map(([name]) => name)",
+                width,
+            )
+        )
+        assert outside == []
+        for control in ("[data-button='select']", "[data-button='volume_up']",
+                        "[data-button='play_pause']"):  # fmt: skip
+            assert await browser.visible(control)
+        await browser.click("[data-button='select']")
+        await browser.until(lambda: trio_true(web.tv.history == ["select"]))
+        await browser.screenshot("web-remote-landscape.png")
