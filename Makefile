@@ -3,10 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # System packages the real-component tests drive (Kodi headless under Xvfb, lircd, Prosody).
+# systemd-container + mmdebstrap: the unit is tested under a real systemd in a container.
 APT_PACKAGES := kodi xvfb lirc prosody iproute2 python3-venv \
-	finch avahi-daemon dbus tmux chromium chromium-driver
+	finch avahi-daemon dbus tmux chromium chromium-driver systemd-container mmdebstrap
+# What `make image` needs on top (cross-arch root filesystem, QEMU boot test, FAT/ext4 tools).
+IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm \
+	dosfstools mtools e2fsprogs fdisk xz-utils
+# The container test's root filesystem is built before the tests: they run in a private
+# network namespace that cannot reach the Debian mirror.
+SYSTEMD_TEST_ROOTFS := build/systemd-test-rootfs.tar
 
-.PHONY: demo test check lint typecheck bench system-deps venv clean
+.PHONY: demo test check lint typecheck bench system-deps venv clean \
+	systemd-test install uninstall image-deps image image-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +34,36 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test: system-deps venv lint typecheck
+test: system-deps venv lint typecheck $(SYSTEMD_TEST_ROOTFS)
 	$(PY) -m pytest
+
+$(SYSTEMD_TEST_ROOTFS): systemd/test-in-nspawn.sh
+	systemd/test-in-nspawn.sh --rootfs-only
+
+# The unit under a real systemd (also part of `make test`).
+systemd-test: system-deps venv $(SYSTEMD_TEST_ROOTFS)
+	systemd/test-in-nspawn.sh
+
+# Install on this machine as a service (venv in /opt/buttons-agent, unit, udev rule).
+install:
+	systemd/install.sh
+
+uninstall:
+	systemd/install.sh --uninstall
+
+image-deps:
+	@missing=$$(for p in $(IMAGE_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# A flashable Raspberry Pi image: build/image/buttons-agent-<version>-arm64.img.xz.
+image: image-deps
+	nice -n 10 image/build.sh --xz
+
+# Boot the built image in QEMU and check the agent and its selftest come up.
+image-test: image-deps
+	image/smoke-test.sh
 
 lint: venv
 	$(VENV)/bin/ruff check agent tests bench

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Callable
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +15,7 @@ from agent.backends.factory import make_backend
 from agent.config import Config
 from agent.dispatch import AgentInfo, Dispatcher
 from agent.hw.gpio import StatusLed
+from agent.hybrid import run_hybrid
 from agent.logs import kv
 from agent.net.server import ServerSettings, XmppServer
 from agent.pairing import Notifier, PairingWindow
@@ -131,6 +130,8 @@ class Agent:
                 )
             if self.config.lirc.passthrough.enabled:
                 await nursery.start(run_passthrough, self.config, self.backend, self.dispatcher)
+            if self.config.xmpp_account.enabled:
+                await nursery.start(run_hybrid, self.dispatcher, self.config.xmpp_account)
             async with trio.open_nursery() as serving:
                 ports = await serving.start(self.server.serve)
                 self.port = ports[0]
@@ -237,16 +238,3 @@ class Agent:
                     await presence.update_txt(status=wanted[0], msg=wanted[1])
                     log.info(kv("presence", status=wanted[0], msg=wanted[1]))
                     announced = wanted
-
-
-async def run_until_signalled(agent: Agent, on_ready: Callable[[], None] | None = None) -> None:
-    """Run the agent; SIGTERM/SIGINT close every stream gracefully and unregister from mDNS."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(agent.run)
-            if on_ready is not None:
-                on_ready()
-            async for signum in signals:
-                log.info(kv("agent-stopping", signal=signal.Signals(signum).name))
-                agent.stop()
-                break

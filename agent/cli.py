@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import typing
@@ -44,7 +45,7 @@ def _agent_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--state-dir", help="where the key and the paired devices are kept")
-    sub = parser.add_subparsers(dest="command", metavar="{peers}")
+    sub = parser.add_subparsers(dest="command", metavar="{peers,selftest}")
     peers = sub.add_parser("peers", help="list or revoke paired devices").add_subparsers(
         dest="peers_command", required=True
     )
@@ -54,19 +55,26 @@ def _agent_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The command-line options that are config keys and were given."""
+    keys = {field.name for field in dataclasses.fields(config_module.Config)}
+    return {key: value for key, value in vars(args).items() if key in keys and value is not None}
+
+
 def load_agent_config(args: argparse.Namespace) -> config_module.Config:
-    keys = ("backend", "name", "nick", "port", "listen", "mdns_interfaces", "log_level")
-    overrides: dict[str, Any] = {
-        key: value for key in (*keys, "state_dir") if (value := getattr(args, key)) is not None
-    }
     path = args.config
     if path is None and config_module.DEFAULT_CONFIG_PATH.exists():
         path = config_module.DEFAULT_CONFIG_PATH
-    return config_module.load(path, overrides)
+    return config_module.load(path, config_overrides(args))
 
 
 def agent_main(argv: Sequence[str] | None = None) -> int:
-    args = _agent_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["selftest"]:
+        from agent.selftest.runner import selftest_main
+
+        return selftest_main(arguments[1:])
+    args = _agent_parser().parse_args(arguments)
     try:
         config = load_agent_config(args)
     except config_module.ConfigError as exc:
@@ -74,19 +82,10 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "peers":
         return _peers(config, args)
-    from agent import logs
-    from agent.app import Agent, run_until_signalled
-    from agent.security.keys import IdentityError
-    from agent.security.truststore import TrustStoreError
+    from agent.app import Agent
+    from agent.service import serve
 
-    logs.setup(config.log_level)
-    try:
-        agent = Agent(config)
-    except (IdentityError, TrustStoreError, OSError) as exc:
-        print(f"buttons-agent: {exc} (state_dir = {config.state_dir})", file=sys.stderr)
-        return EXIT_FAILED
-
-    def ready() -> None:
+    def ready(agent: Agent) -> None:
         print(
             f"buttons-agent: {agent.instance} on port {agent.port} ({agent.backend.name} backend); "
             "Ctrl-C stops",
@@ -94,12 +93,7 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
 
-    try:
-        trio.run(run_until_signalled, agent, ready)
-    except OSError as exc:
-        print(f"buttons-agent: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+    return serve(config, ready, config_file=args.config)
 
 
 def _peers(config: config_module.Config, args: argparse.Namespace) -> int:

@@ -53,6 +53,29 @@ class KodiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class XmppAccountConfig:
+    """`[xmpp_account]`: the server account hybrid mode logs in with (off while `jid` is "")."""
+
+    jid: str = ""
+    password: str = ""
+    #: Read the password from this file instead (first line); wins over `password`.
+    password_file: str = ""
+    #: Server host override; default: the JID's domain.
+    host: str = ""
+    port: int = 5222
+    #: "required" (STARTTLS, verified) or "none" (plaintext: only for a server on loopback).
+    tls: Literal["required", "none"] = "required"
+    #: PEM file of a CA or self-signed server certificate to trust instead of the system store.
+    ca_file: str = ""
+    ping_interval: float = 60.0
+    ping_timeout: float = 20.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.jid)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     #: The user part of our XEP-0174 instance name `name@host`.
     name: str = "buttons"
@@ -94,6 +117,7 @@ class Config:
     router: RouterConfig = field(default_factory=RouterConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    xmpp_account: XmppAccountConfig = field(default_factory=XmppAccountConfig)
 
     @property
     def jid(self) -> str:

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Build a flashable arm64 Raspberry Pi (3/4/400/Zero 2 W/CM4) image with buttons-agent:
+# Debian bookworm arm64 (mmdebstrap under qemu-user-static), Debian's raspi-firmware and
+# linux-image-arm64 on a FAT boot partition, the agent installed from this project's wheel and
+# enabled. Run as root on a Debian host; uses Debian packages only. See image/README.md.
+#
+#   nice -n 10 image/build.sh [--out DIR] [--size MiB] [--xz] [--fresh] [--mirror URL]
+#
+# Output in DIR (default build/image): buttons-agent-<version>-arm64.img (+ .xz with --xz),
+# and vmlinuz / initrd.img for the QEMU smoke test (image/smoke-test.sh).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+project="$(dirname "$here")"
+out="$project/build/image"
+size_mib=2048
+boot_mib=256
+compress=no
+fresh=no
+mirror=http://deb.debian.org/debian
+suite=bookworm
+hostname=buttons-tv
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) out="$2"; shift 2 ;;
+        --size) size_mib="$2"; shift 2 ;;
+        --xz) compress=yes; shift ;;
+        --fresh) fresh=yes; shift ;;
+        --mirror) mirror="$2"; shift 2 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+t0=$(date +%s)
+last=$t0
+step() {
+    local now; now=$(date +%s)
+    echo "== [+$(( now - last ))s, total $(( now - t0 ))s] $*"
+    last=$now
+}
+
+# -- host requirements -----------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || die "run as root (mmdebstrap, chroot, mounts)"
+need() { command -v "$1" >/dev/null || die "$1 is missing: apt-get install $2"; }
+need mmdebstrap mmdebstrap
+need mkfs.vfat dosfstools
+need mcopy mtools
+need mkfs.ext4 e2fsprogs
+need sfdisk fdisk
+need python3 python3
+[ "$compress" = no ] || need xz xz-utils
+if [ "$(dpkg --print-architecture)" != arm64 ]; then
+    [ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || [ -x /usr/bin/qemu-aarch64-static ] \
+        || die "qemu-user-static is missing: apt-get install qemu-user-static binfmt-support"
+    if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
+            || die "cannot mount binfmt_misc (needed to run arm64 programs)"
+    fi
+    if ! grep -qs enabled /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+        update-binfmts --enable qemu-aarch64 || die "cannot enable the qemu-aarch64 binfmt handler"
+    fi
+fi
+
+work="$out/work"
+rootfs="$work/rootfs"
+mkdir -p "$out"
+rm -rf "$work"
+mkdir -p "$work"
+
+# -- the project's wheel ---------------------------------------------------------------------
+step "wheel"
+rm -rf "$work/dist"
+python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$project" \
+    || die "building the wheel failed"
+wheel="$(ls "$work"/dist/buttons_agent-*.whl)"
+version="$(basename "$wheel" | cut -d- -f2)"
+image="$out/buttons-agent-$version-arm64.img"
+
+# -- root filesystem -------------------------------------------------------------------------
+packages=(
+    systemd systemd-sysv systemd-timesyncd systemd-resolved udev dbus kmod
+    iproute2 netbase ca-certificates wpasupplicant
+    python3 python3-venv lirc initramfs-tools dosfstools e2fsprogs
+    firmware-brcm80211
+)
+# The base system is the slow step (~6 min of maintainer scripts under emulation): cache it,
+# keyed by everything that goes into it. --fresh ignores the cache.
+key="$(echo "$suite $mirror ${packages[*]}" | sha256sum | cut -c1-16)"
+cached="$out/cache/rootfs-$suite-arm64-$key.tar"
+if [ "$fresh" = no ] && [ -f "$cached" ]; then
+    step "base rootfs from cache $(basename "$cached")"
+    mkdir -p "$rootfs"
+    tar -C "$rootfs" -xf "$cached"
+else
+    step "mmdebstrap $suite arm64 (maintainer scripts run under emulation)"
+    mmdebstrap --quiet --arch=arm64 --variant=apt --components=main,non-free-firmware \
+        --include="$(IFS=,; echo "${packages[*]}")" "$suite" "$rootfs" "$mirror" \
+        || die "mmdebstrap failed (is $mirror reachable? packages: ${packages[*]})"
+    mkdir -p "$out/cache"
+    tar -C "$rootfs" -cf "$cached.partial" . && mv "$cached.partial" "$cached"
+fi
+
+mounted=()
+cleanup() {
+    local index
+    for (( index=${#mounted[@]}-1; index>=0; index-- )); do umount -l "${mounted[index]}" || true; done
+}
+trap cleanup EXIT
+for fs in proc sys dev; do
+    case $fs in
+        proc) mount -t proc proc "$rootfs/proc" ;;
+        sys) mount -t sysfs sysfs "$rootfs/sys" ;;
+        dev) mount --bind /dev "$rootfs/dev" ;;
+    esac
+    mounted+=("$rootfs/$fs")
+done
+in_root() { chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
+rm -f "$rootfs/etc/resolv.conf"  # systemd-resolved's stub link: dangling in a chroot
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"  # apt and pip inside the chroot
+
+# -- kernel, initramfs, Raspberry Pi firmware ------------------------------------------------
+step "kernel + raspi-firmware (small initramfs: MODULES=list)"
+# The initramfs build under emulation is the slow part: ~16 min with MODULES=most, under a
+# minute with the modules an SD-card (Pi) or virtio (QEMU smoke test) root needs. (The
+# kernel's postinst builds one regardless of update_initramfs; the -u below is the final one,
+# after raspi-firmware is configured, and its hook copies everything to /boot/firmware.)
+sed -i 's/^MODULES=.*/MODULES=list/' "$rootfs/etc/initramfs-tools/initramfs.conf"
+cat >>"$rootfs/etc/initramfs-tools/modules" <<'EOF'
+# buttons-agent image: root on the Pi's SD card, or on virtio under QEMU.
+mmc_block
+sdhci_iproc
+bcm2835
+sdhci
+reset_raspberrypi
+virtio_pci
+virtio_mmio
+virtio_blk
+ext4
+crc32c_generic
+vfat
+nls_cp437
+nls_ascii
+EOF
+sed -i 's/^update_initramfs=.*/update_initramfs=no/' "$rootfs/etc/initramfs-tools/update-initramfs.conf"
+cat >"$rootfs/etc/default/raspi-firmware" <<'EOF'
+# Read by raspi-firmware's hooks when they write /boot/firmware/{cmdline,config}.txt.
+ROOTPART=LABEL=buttons-root
+CONSOLES="serial0,115200 tty1"
+KERNEL_ARCH=arm64
+EOF
+# Appended to config.txt: IR receive on GPIO18 (gpio-ir), IR send on GPIO17 (gpio-ir-tx).
+# Both overlays default to GPIO18, so TX is moved. Edit config.txt on the SD card to change.
+cat >"$rootfs/etc/default/raspi-firmware-custom" <<'EOF'
+# buttons-agent: IR receiver (TSOP on GPIO18) and IR LED (transistor on GPIO17)
+dtoverlay=gpio-ir,gpio_pin=18
+dtoverlay=gpio-ir-tx,gpio_pin=17
+EOF
+in_root apt-get update -q >"$work/apt-update.log" 2>&1 \
+    || { tail -20 "$work/apt-update.log"; die "apt-get update in the rootfs failed"; }
+# --force-confold: keep our /etc/default/raspi-firmware (a conffile we wrote first).
+in_root apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    linux-image-arm64 raspi-firmware \
+    >"$work/kernel-install.log" 2>&1 \
+    || { tail -20 "$work/kernel-install.log"; die "installing linux-image-arm64 raspi-firmware failed"; }
+sed -i 's/^update_initramfs=.*/update_initramfs=yes/' "$rootfs/etc/initramfs-tools/update-initramfs.conf"
+kversion="$(basename "$(ls -d "$rootfs"/lib/modules/*)")"
+step "initramfs for $kversion (raspi-firmware copies kernel, initrd, DTBs to /boot/firmware)"
+in_root update-initramfs -u -k "$kversion" >"$work/initramfs.log" 2>&1 \
+    || { tail -20 "$work/initramfs.log"; die "update-initramfs failed"; }
+for file in config.txt cmdline.txt start4.elf bootcode.bin bcm2711-rpi-4-b.dtb bcm2837-rpi-3-b-plus.dtb; do
+    [ -e "$rootfs/boot/firmware/$file" ] || die "raspi-firmware did not produce /boot/firmware/$file"
+done
+grep -q "gpio-ir-tx" "$rootfs/boot/firmware/config.txt" || die "config.txt lacks the IR overlays"
+# Say what the Debian kernel/firmware cannot do, rather than pretend (see image/README.md).
+[ -e "$rootfs/boot/firmware/overlays/gpio-ir.dtbo" ] \
+    || echo "NOTE: Debian's raspi-firmware ships no overlays/: the dtoverlay=gpio-ir* lines take effect only with Raspberry Pi OS firmware/kernel"
+find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-tx.ko*' | grep -q . \
+    || echo "NOTE: Debian's $kversion has no gpio-ir-tx module (CONFIG_IR_GPIO_TX): no IR sending through a GPIO with this kernel"
+
+# -- system configuration --------------------------------------------------------------------
+step "system configuration"
+echo "$hostname" >"$rootfs/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+    "$hostname" >"$rootfs/etc/hosts"
+cat >"$rootfs/etc/fstab" <<'EOF'
+LABEL=buttons-root  /               ext4  defaults,noatime              0 1
+LABEL=BUTTONSBOOT   /boot/firmware  vfat  defaults,umask=0022,nofail    0 2
+EOF
+mkdir -p "$rootfs/etc/systemd/network"
+cat >"$rootfs/etc/systemd/network/20-wired.network" <<'EOF'
+[Match]
+Name=en* eth*
+[Network]
+DHCP=yes
+MulticastDNS=no
+LinkLocalAddressing=yes
+EOF
+in_root systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
+# lircd sends through the gpio-ir-tx device; gpio-ir's receiver is decoded by the kernel.
+cat >"$rootfs/etc/lirc/lirc_options.conf" <<'EOF'
+# buttons-agent image: transmit through the gpio-ir-tx LIRC device (see image/README.md).
+[lircd]
+nodaemon        = False
+driver          = default
+device          = /dev/lirc-tx
+output          = /var/run/lirc/lircd
+pidfile         = /var/run/lirc/lircd.pid
+plugindir       = /usr/lib/aarch64-linux-gnu/lirc/plugins
+permission      = 666
+allow-simulate  = No
+repeat-max      = 600
+EOF
+cat >"$rootfs/etc/udev/rules.d/61-buttons-agent-lirc.rules" <<'EOF'
+# gpio-ir-tx's /dev/lircN is the one driven by the gpio-ir-tx driver: name it by that, not by N.
+SUBSYSTEM=="lirc", DRIVERS=="gpio-ir-tx", SYMLINK+="lirc-tx"
+SUBSYSTEM=="lirc", DRIVERS=="gpio_ir_recv", SYMLINK+="lirc-rx"
+EOF
+
+# -- the agent -------------------------------------------------------------------------------
+# pytest + pytest-trio: the on-device selftest (the wheel's `selftest` extra, once declared).
+# cryptography + spake2: imported by agent/security but not yet in pyproject's dependencies.
+extras=("pytest>=8" "pytest-trio>=0.8" "cryptography" "spake2")
+step "buttons-agent from $(basename "$wheel") (+ ${extras[*]})"
+extra_args=()
+for extra in "${extras[@]}"; do extra_args+=(--extra "$extra"); done
+# pip in the chroot trusts what the host trusts (e.g. a TLS-inspecting proxy's CA); the
+# bundle is only in /tmp for this step and is not shipped.
+cp /etc/ssl/certs/ca-certificates.crt "$rootfs/tmp/host-ca-certificates.crt"
+# (pip's requests also honours REQUESTS_CA_BUNDLE / SSL_CERT_FILE from the environment,
+# which would point at the chroot's own bundle: set all three.)
+ca=/tmp/host-ca-certificates.crt
+PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca SSL_CERT_FILE=$ca \
+    "$project/systemd/install.sh" --root "$rootfs" --wheel "$wheel" "${extra_args[@]}" \
+    >"$work/agent-install.log" 2>&1 \
+    || { tail -20 "$work/agent-install.log"; die "installing the agent failed"; }
+install -m 0644 "$here/buttons-agent-selftest.service" \
+    "$rootfs/etc/systemd/system/buttons-agent-selftest.service"
+install -m 0644 "$here/buttons-agent.toml" "$rootfs/boot/firmware/buttons-agent.toml"
+
+step "clean up"
+in_root apt-get clean
+rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/tmp/"* "$rootfs/root/.cache"
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
+: >"$rootfs/etc/machine-id"  # generated on first boot
+cp "$rootfs/boot/vmlinuz-$kversion" "$out/vmlinuz"
+cp "$rootfs/boot/initrd.img-$kversion" "$out/initrd.img"
+cleanup
+mounted=()
+
+# -- partitions as files, then the image (no loop devices, no device mapper) ----------------
+step "assemble ${size_mib} MiB image"
+root_mib=$(( size_mib - boot_mib - 1 ))
+boot_img="$work/boot.vfat"
+root_img="$work/root.ext4"
+rm -f "$boot_img" "$root_img"
+mkfs.vfat -C -F 32 -n BUTTONSBOOT "$boot_img" $(( boot_mib * 1024 )) >/dev/null
+(cd "$rootfs/boot/firmware" && MTOOLS_SKIP_CHECK=1 mcopy -s -p -i "$boot_img" ./* ::/)
+mv "$rootfs/boot/firmware" "$work/firmware"
+mkdir -p "$rootfs/boot/firmware"
+used_mib=$(du -sm "$rootfs" | cut -f1)
+[ "$used_mib" -lt $(( root_mib * 9 / 10 )) ] || die "rootfs ($used_mib MiB) does not fit: raise --size"
+mkfs.ext4 -q -L buttons-root -d "$rootfs" "$root_img" "${root_mib}M"
+rm -f "$image" "$image.xz"  # never leave a stale .xz beside a new image
+truncate -s "${size_mib}M" "$image"
+sfdisk --quiet "$image" <<EOF
+label: dos
+1M,${boot_mib}M,c,*
+$(( boot_mib + 1 ))M,,83
+EOF
+dd if="$boot_img" of="$image" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$root_img" of="$image" bs=1M seek=$(( boot_mib + 1 )) conv=notrunc,sparse status=none
+rm -f "$boot_img" "$root_img"
+mv "$work/firmware"/* "$rootfs/boot/firmware/" && rmdir "$work/firmware"
+
+if [ "$compress" = yes ]; then
+    step "xz"
+    xz -T0 -6 -k -f "$image"
+fi
+step "done"
+echo "image:      $image ($(du -h --apparent-size "$image" | cut -f1) apparent, $(du -h "$image" | cut -f1) on disk)"
+[ "$compress" = no ] || echo "compressed: $image.xz ($(du -h "$image.xz" | cut -f1))"
+echo "rootfs:     ${used_mib} MiB; kernel $kversion"
+echo "total time: $(( $(date +%s) - t0 ))s"

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Boot the built image under QEMU (-M virt, cortex-a53, Debian's arm64 kernel + the image's
+# initrd) and check: systemd reaches buttons-agent's READY, the agent reads the boot
+# partition's buttons-agent.toml, a paired phone on the host presses a button over a
+# forwarded port, and `buttons-agent selftest` passes inside the guest. Prints the time each
+# step took. Run as root after image/build.sh; see image/README.md.
+#
+#   nice -n 10 image/smoke-test.sh [--image FILE] [--timeout SECONDS]
+#
+# The image is copied (sparse) first: the original is never modified. QEMU's user-mode network
+# is NAT only: the guest's mDNS never reaches the host's LAN.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+project="$(dirname "$here")"
+out="$project/build/image"
+image=""
+timeout=1500
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --image) image="$2"; shift 2 ;;
+        --timeout) timeout="$2"; shift 2 ;;
+        *) echo "usage: $0 [--image FILE] [--timeout SECONDS]" >&2; exit 2 ;;
+    esac
+done
+die() { echo "smoke-test.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root"
+command -v qemu-system-aarch64 >/dev/null || die "qemu-system-aarch64 missing: apt-get install qemu-system-arm"
+command -v mcopy >/dev/null || die "mcopy missing: apt-get install mtools"
+command -v debugfs >/dev/null || die "debugfs missing: apt-get install e2fsprogs"
+[ -n "$image" ] || image="$(ls -t "$out"/buttons-agent-*-arm64.img 2>/dev/null | head -1)"
+[ -f "$image" ] || die "no image: run image/build.sh first"
+for file in vmlinuz initrd.img; do [ -f "$out/$file" ] || die "no $out/$file (image/build.sh makes it)"; done
+python="$project/.venv/bin/python"
+[ -x "$python" ] || die "no $python (make venv): the host-side phone runs from it"
+
+t0=$(date +%s)
+last=$t0
+step() {
+    local now; now=$(date +%s)
+    echo "== [+$(( now - last ))s, total $(( now - t0 ))s] $*"
+    last=$now
+}
+work="$out/smoke"
+rm -rf "$work"
+mkdir -p "$work"
+console="$work/console.log"
+agent_jid="smoke@buttons-tv"  # name from the boot-partition file below; host name from build.sh
+
+step "copy $(basename "$image")"
+disk="$work/disk.img"
+cp --sparse=always "$image" "$disk"
+# Partition offsets from the image's own table.
+read -r boot_start root_start < <(sfdisk --dump "$disk" | awk -F'[=,]' '/start=/ { printf "%s ", $2 } END { print "" }')
+boot_offset=$(( boot_start * 512 ))
+root_offset=$(( root_start * 512 ))
+
+step "boot partition: a buttons-agent.toml with this test's settings"
+cat >"$work/buttons-agent.toml" <<'EOF'
+name = "smoke"
+nick = "Smoke test TV"
+log_level = "debug"
+EOF
+MTOOLS_SKIP_CHECK=1 mcopy -o -i "$disk@@$boot_offset" "$work/buttons-agent.toml" ::/buttons-agent.toml
+
+step "pair a host-side phone on disk (agent identity + trust store into the root partition)"
+state="$work/agent-state"
+"$python" - "$state" "$work/phone" "$agent_jid" <<'EOF'
+import sys
+from pathlib import Path
+from agent.selftest.harness import pair_on_disk
+pair_on_disk(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
+EOF
+# A probe ordered after the Type=notify unit: it runs once systemd got READY=1 (or gave up)
+# and writes the unit's state to the console, whatever systemd's own status output does.
+probe=buttons-agent-ready-probe.service
+cat >"$work/$probe" <<'EOF'
+[Unit]
+Description=Smoke test: report buttons-agent's state once its start job is done
+After=buttons-agent.service
+[Service]
+Type=oneshot
+StandardOutput=tty
+TTYPath=/dev/console
+ExecStart=/bin/sh -c 'echo "SMOKE-PROBE buttons-agent ActiveState=$(systemctl show -P ActiveState buttons-agent) Status=$(systemctl show -P StatusText buttons-agent)"'
+EOF
+root_part="$work/root.ext4"
+root_sectors=$(sfdisk --dump "$disk" | awk -F'[=,]' '/start=/ { n++; if (n == 2) print $4 }')
+dd if="$disk" of="$root_part" bs=512 skip="$root_start" count="$root_sectors" conv=sparse status=none
+{
+    echo "mkdir /var/lib/private"
+    echo "set_inode_field /var/lib/private mode 040700"
+    echo "mkdir /var/lib/private/buttons-agent"
+    echo "set_inode_field /var/lib/private/buttons-agent mode 040700"
+    for file in "$state"/*; do
+        echo "write $file /var/lib/private/buttons-agent/$(basename "$file")"
+        echo "set_inode_field /var/lib/private/buttons-agent/$(basename "$file") mode 0100600"
+    done
+    echo "write $work/$probe /etc/systemd/system/$probe"
+    echo "set_inode_field /etc/systemd/system/$probe mode 0100644"
+} | debugfs -w "$root_part" >"$work/debugfs.log" 2>&1
+grep -qi "error\|cannot\|not found" "$work/debugfs.log" && { cat "$work/debugfs.log"; die "debugfs failed"; }
+dd if="$root_part" of="$disk" bs=512 seek="$root_start" conv=notrunc,sparse status=none
+rm -f "$root_part"
+
+port=$(( 20000 + RANDOM % 20000 ))
+step "boot QEMU -M virt (cortex-a53, 2 vCPUs, 1 GiB); agent port 5298 → 127.0.0.1:$port"
+qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 2 -m 1024 \
+    -display none -monitor none -serial "file:$console" \
+    -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
+    -append "console=ttyAMA0 root=/dev/vda2 rw systemd.wants=$probe systemd.wants=buttons-agent-selftest.service" \
+    -drive "file=$disk,if=virtio,format=raw" \
+    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:5298" -device virtio-net-pci,netdev=net0 \
+    </dev/null >"$work/qemu.log" 2>&1 &
+qemu=$!
+stop_qemu() { kill "$qemu" 2>/dev/null || true; wait "$qemu" 2>/dev/null || true; }
+trap stop_qemu EXIT
+deadline=$(( t0 + timeout ))
+# The console without systemd's colours.
+plain_console() { sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r//g' "$console" 2>/dev/null; }
+# wait_console PATTERN: until the serial console shows PATTERN (bounded by --timeout).
+wait_console() {
+    until plain_console | grep -qE "$1"; do
+        kill -0 "$qemu" 2>/dev/null || { tail -30 "$console"; die "QEMU exited"; }
+        [ "$(date +%s)" -lt "$deadline" ] || { tail -40 "$console"; die "timed out waiting for: $1"; }
+        sleep 2
+    done
+}
+failed=0
+wait_console "SMOKE-PROBE buttons-agent"
+probe_line="$(plain_console | grep -m1 -o 'SMOKE-PROBE buttons-agent.*')"
+if [[ "$probe_line" == *"ActiveState=active "* ]]; then
+    step "READY: ${probe_line#SMOKE-PROBE }"
+else
+    step "READY: FAIL: ${probe_line#SMOKE-PROBE }"
+    failed=1
+fi
+
+if "$python" - "$port" "$work/phone" "$agent_jid" <<'EOF'
+import sys, trio
+from pathlib import Path
+from agent import client
+from agent.security.phone import load_credentials
+
+async def main() -> None:
+    phone = load_credentials(Path(sys.argv[2]))
+    with trio.fail_after(120):
+        async with client.connect("127.0.0.1", int(sys.argv[1]), agent=sys.argv[3], credentials=phone) as tv:
+            print(f"ping {await tv.ping() * 1000:.0f} ms")
+            seconds = await tv.press("mute")
+            state = await tv.state()
+            print(f"pressed mute in {seconds * 1000:.0f} ms; muted={state.muted}")
+            assert state.muted
+
+trio.run(main)
+EOF
+then
+    step "press over the forwarded port: PASS (agent $agent_jid: the boot-partition name was used)"
+else
+    step "press over the forwarded port: FAIL"
+    failed=1
+fi
+
+wait_console "buttons-agent selftest: (PASSED|FAILED)"
+if plain_console | grep -q "buttons-agent selftest: PASSED"; then
+    step "selftest inside the guest: PASS ($(plain_console | grep -m1 -oE '[0-9]+ passed[^=]*'))"
+else
+    plain_console | grep -E "PASSED|FAILED|passed|failed|Error" | tail -20
+    step "selftest inside the guest: FAIL"
+    failed=1
+fi
+stop_qemu
+trap - EXIT
+step "done (console log: $console)"
+[ "$failed" = 0 ] || { echo "SMOKE TEST FAILED"; exit 1; }
+echo "SMOKE TEST PASSED"
