@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 # System packages the real-component tests drive (Kodi headless under Xvfb, lircd, Prosody).
 # systemd-container + mmdebstrap: the unit is tested under a real systemd in a container.
 APT_PACKAGES := kodi xvfb lirc prosody iproute2 python3-venv \
-	finch avahi-daemon dbus tmux chromium chromium-driver systemd-container mmdebstrap
+	finch avahi-daemon dbus tmux chromium chromium-driver systemd-container mmdebstrap \
+	wpasupplicant
 # What `make image` needs on top (cross-arch root filesystem, QEMU boot test, FAT/ext4 tools).
 IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm \
 	dosfstools mtools e2fsprogs fdisk xz-utils
@@ -57,7 +58,7 @@ image-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# A flashable Raspberry Pi image: build/image/buttons-agent-<version>-arm64.img.xz.
+# A flashable Raspberry Pi image: build/buttons-agent-<version>-arm64.img.xz.
 image: image-deps
 	nice -n 10 image/build.sh --xz
 

@@ -20,6 +20,7 @@ from agent.backends.lirc.config import LircConfig
 from agent.backends.router import RouterConfig
 from agent.hw.gpio import GpioConfig
 from agent.web.config import WebConfig
+from agent.wifi import WifiConfig
 
 _T = TypeVar("_T")
 BackendName = Literal["virtual", "kodi", "lirc", "router"]
@@ -118,6 +119,8 @@ class Config:
     gpio: GpioConfig = field(default_factory=GpioConfig)
     web: WebConfig = field(default_factory=WebConfig)
     xmpp_account: XmppAccountConfig = field(default_factory=XmppAccountConfig)
+    #: Read only by `python -m agent.service wifi` (the Pi image runs it at boot).
+    wifi: WifiConfig = field(default_factory=WifiConfig)
 
     @property
     def jid(self) -> str:

@@ -8,6 +8,7 @@ developer's terminal and the Pi. `python -m agent.service run …` takes the sam
 
 from __future__ import annotations
 
+import argparse
 import faulthandler
 import logging
 import os
@@ -262,9 +263,40 @@ def serve(
     return EXIT_OK
 
 
+def wifi_main(argv: Sequence[str]) -> int:
+    """Write the wpa_supplicant file from the `[wifi]` table of the first valid config file.
+
+    If a file had to be skipped for a mistake, an existing Wi-Fi file is kept rather than
+    removed: a typo elsewhere in the boot file must not take the device off the network.
+    """
+    from agent import wifi
+
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.service wifi",
+        description="Write the wpa_supplicant file from the [wifi] table of the config.",
+    )
+    parser.add_argument("--config", type=Path, help="read this file instead of the candidates")
+    parser.add_argument("--output", type=Path, default=wifi.WPA_CONF_PATH)
+    args = parser.parse_args(list(argv))
+    candidates = [args.config] if args.config else SERVICE_CONFIG_CANDIDATES
+    config, used, problems = load_with_fallback(candidates)
+    for problem in problems:
+        print(f"buttons-agent wifi: skipped: {problem}", file=sys.stderr)
+    source = str(used) if used else "the built-in defaults"
+    if problems and not config.wifi.enabled:
+        print(f"buttons-agent wifi: kept {args.output} as it was (see above)")
+        return EXIT_OK
+    try:
+        print(f"buttons-agent wifi: {wifi.apply(config.wifi, source, args.output)}")
+    except (wifi.WifiSettingError, OSError) as exc:
+        print(f"buttons-agent wifi: {source}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    commands: dict[str, Callable[[Sequence[str]], int]] = {"run": run_main}
+    commands: dict[str, Callable[[Sequence[str]], int]] = {"run": run_main, "wifi": wifi_main}
     from agent.selftest.runner import selftest_main
 
     commands["selftest"] = selftest_main

@@ -6,8 +6,9 @@
 #
 #   nice -n 10 image/build.sh [--out DIR] [--size MiB] [--xz] [--fresh] [--mirror URL]
 #
-# Output in DIR (default build/image): buttons-agent-<version>-arm64.img (+ .xz with --xz),
-# and vmlinuz / initrd.img for the QEMU smoke test (image/smoke-test.sh).
+# The image: build/buttons-agent-<version>-arm64.img (+ .xz with --xz). Work files, the rootfs
+# cache and vmlinuz / initrd.img for the QEMU smoke test (image/smoke-test.sh) go in DIR
+# (default build/image).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -76,7 +77,8 @@ python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$project" \
     || die "building the wheel failed"
 wheel="$(ls "$work"/dist/buttons_agent-*.whl)"
 version="$(basename "$wheel" | cut -d- -f2)"
-image="$out/buttons-agent-$version-arm64.img"
+# The image itself lands next to the work directory: build/buttons-agent-<version>-arm64.img.
+image="$(dirname "$out")/buttons-agent-$version-arm64.img"
 
 # -- root filesystem -------------------------------------------------------------------------
 packages=(
@@ -198,6 +200,19 @@ DHCP=yes
 MulticastDNS=no
 LinkLocalAddressing=yes
 EOF
+# Wi-Fi: DHCP on wlan*, wpa_supplicant started when wlan0 appears (no wait where there is none),
+# its configuration written at boot from the boot partition's [wifi] (buttons-agent-wifi.service).
+cat >"$rootfs/etc/systemd/network/25-wireless.network" <<'EOF'
+[Match]
+Name=wl*
+[Network]
+DHCP=yes
+MulticastDNS=no
+LinkLocalAddressing=yes
+EOF
+mkdir -p "$rootfs/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
+ln -sf /lib/systemd/system/wpa_supplicant@.service \
+    "$rootfs/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants/wpa_supplicant@wlan0.service"
 in_root systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
 # lircd sends through the gpio-ir-tx device; gpio-ir's receiver is decoded by the kernel.
 cat >"$rootfs/etc/lirc/lirc_options.conf" <<'EOF'
@@ -220,9 +235,8 @@ SUBSYSTEM=="lirc", DRIVERS=="gpio_ir_recv", SYMLINK+="lirc-rx"
 EOF
 
 # -- the agent -------------------------------------------------------------------------------
-# pytest + pytest-trio: the on-device selftest (the wheel's `selftest` extra, once declared).
-# cryptography + spake2: imported by agent/security but not yet in pyproject's dependencies.
-extras=("pytest>=8" "pytest-trio>=0.8" "cryptography" "spake2")
+# pytest + pytest-trio: the on-device selftest (the wheel's `selftest` extra).
+extras=("pytest>=8" "pytest-trio>=0.8")
 step "buttons-agent from $(basename "$wheel") (+ ${extras[*]})"
 extra_args=()
 for extra in "${extras[@]}"; do extra_args+=(--extra "$extra"); done
@@ -238,6 +252,8 @@ PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca SSL_CERT_FILE=$ca \
     || { tail -20 "$work/agent-install.log"; die "installing the agent failed"; }
 install -m 0644 "$here/buttons-agent-selftest.service" \
     "$rootfs/etc/systemd/system/buttons-agent-selftest.service"
+install -m 0644 "$here/buttons-agent-wifi.service" "$rootfs/etc/systemd/system/"
+in_root systemctl enable buttons-agent-wifi.service >/dev/null 2>&1
 install -m 0644 "$here/buttons-agent.toml" "$rootfs/boot/firmware/buttons-agent.toml"
 
 step "clean up"

@@ -28,7 +28,7 @@ die() { echo "smoke-test.sh: $*" >&2; exit 1; }
 command -v qemu-system-aarch64 >/dev/null || die "qemu-system-aarch64 missing: apt-get install qemu-system-arm"
 command -v mcopy >/dev/null || die "mcopy missing: apt-get install mtools"
 command -v debugfs >/dev/null || die "debugfs missing: apt-get install e2fsprogs"
-[ -n "$image" ] || image="$(ls -t "$out"/buttons-agent-*-arm64.img 2>/dev/null | head -1)"
+[ -n "$image" ] || image="$(ls -t "$project"/build/buttons-agent-*-arm64.img 2>/dev/null | head -1)"
 [ -f "$image" ] || die "no image: run image/build.sh first"
 for file in vmlinuz initrd.img; do [ -f "$out/$file" ] || die "no $out/$file (image/build.sh makes it)"; done
 python="$project/.venv/bin/python"
@@ -60,6 +60,10 @@ cat >"$work/buttons-agent.toml" <<'EOF'
 name = "smoke"
 nick = "Smoke test TV"
 log_level = "debug"
+[wifi]
+ssid = "smoke-net"
+psk = "correct horse battery"
+country = "DE"
 EOF
 MTOOLS_SKIP_CHECK=1 mcopy -o -i "$disk@@$boot_offset" "$work/buttons-agent.toml" ::/buttons-agent.toml
 
@@ -83,6 +87,7 @@ Type=oneshot
 StandardOutput=tty
 TTYPath=/dev/console
 ExecStart=/bin/sh -c 'echo "SMOKE-PROBE buttons-agent ActiveState=$(systemctl show -P ActiveState buttons-agent) Status=$(systemctl show -P StatusText buttons-agent)"'
+ExecStart=/bin/sh -c 'echo "SMOKE-WIFI result=$(systemctl show -P Result buttons-agent-wifi) $(grep -h -o "ssid=[0-9a-f]*" /etc/wpa_supplicant/wpa_supplicant-wlan0.conf)"'
 EOF
 root_part="$work/root.ext4"
 root_sectors=$(sfdisk --dump "$disk" | awk -F'[=,]' '/start=/ { n++; if (n == 2) print $4 }')
@@ -133,6 +138,16 @@ if [[ "$probe_line" == *"ActiveState=active "* ]]; then
     step "READY: ${probe_line#SMOKE-PROBE }"
 else
     step "READY: FAIL: ${probe_line#SMOKE-PROBE }"
+    failed=1
+fi
+
+# The [wifi] table above became wpa_supplicant's file at boot (no radio in QEMU to join it).
+wait_console "SMOKE-WIFI"
+wifi_line="$(plain_console | grep -m1 -o 'SMOKE-WIFI.*')"
+if [[ "$wifi_line" == *"result=success ssid=$(printf smoke-net | od -An -tx1 | tr -d ' \n')"* ]]; then
+    step "Wi-Fi settings from the boot partition: PASS (${wifi_line#SMOKE-WIFI })"
+else
+    step "Wi-Fi settings from the boot partition: FAIL (${wifi_line#SMOKE-WIFI })"
     failed=1
 fi
 

@@ -10,7 +10,8 @@
 # The rootfs (mmdebstrap, ~50 s, ~250 MB) is cached in build/systemd-test-rootfs.tar. The
 # agent runs from a venv in /opt/buttons-agent made with the container's python3 and filled
 # from this checkout's .venv site-packages (offline: the tests run in a network namespace),
-# with the checkout bind-mounted read-only at the same path (editable install).
+# plus a plain copy of the checkout's agent package (the checkout is also bind-mounted read-only
+# at the same path, for the checks).
 # The container has its own network namespace (--private-network: loopback only), so the
 # agent's mDNS never reaches a real network.
 set -euo pipefail
@@ -59,7 +60,13 @@ tar -C "$root" -xf "$tarball"
 step "venv /opt/buttons-agent in the container"
 chroot "$root" python3 -m venv --without-pip /opt/buttons-agent
 pyver=$(chroot "$root" python3 -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')
-cp -a "$venv/lib/$pyver/site-packages/." "$root/opt/buttons-agent/lib/$pyver/site-packages/"
+site="$root/opt/buttons-agent/lib/$pyver/site-packages"
+cp -a "$venv/lib/$pyver/site-packages/." "$site/"
+# The checkout's editable install points into the checkout, which the unit's PrivateTmp= or
+# ProtectHome= may hide (a clone under /tmp, say): install a plain copy of the package instead.
+rm -f "$site"/__editable__*buttons_agent*
+cp -a "$project/agent" "$site/agent"
+find "$site/agent" -name __pycache__ -prune -exec rm -rf {} +
 for script in buttons-agent buttons; do
     printf '#!/opt/buttons-agent/bin/python\nimport sys\nfrom agent.cli import %s\nsys.exit(%s())\n' \
         "$([ $script = buttons ] && echo client_main || echo agent_main)" \
