@@ -2,6 +2,9 @@
 
 The server-mediated path (phone → XMPP server → bot → TV) is the baseline the link-local
 path is measured against, and hybrid mode's tests need a real server too.
+
+XEP-0198 stream management (mod_smacks, shipped with Prosody 0.12) is on for the VirtualHost:
+a host-level `modules_enabled` adds to the global list, which subclasses may rewrite.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ class PrivateProsody:
     """`with PrivateProsody(tmpdir) as server: server.register("anna", "secret")`."""
 
     def __init__(
-        self, directory: Path, *, require_encryption: bool = False, log_level: str = "info"
+        self,
+        directory: Path,
+        *,
+        require_encryption: bool = False,
+        log_level: str = "info",
+        hibernation_seconds: int = 600,
     ) -> None:
         if shutil.which("prosody") is None:
             raise RuntimeError("prosody is not installed (Debian package 'prosody')")
@@ -46,6 +54,8 @@ class PrivateProsody:
         if log_level not in ("debug", "info", "warn", "error"):
             raise ValueError(f"not a Prosody log level: {log_level!r}")
         self.log_level = log_level
+        #: How long a dropped XEP-0198 session waits for its client to resume it.
+        self.hibernation_seconds = int(hibernation_seconds)
         self.config_path = directory / "prosody.cfg.lua"
         self.log_path = directory / "prosody.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -71,7 +81,9 @@ class PrivateProsody:
             'modules_enabled = { "roster", "saslauth", "disco", "ping", "posix" }',
             'modules_disabled = { "s2s", "http", "tls" }',
             "daemonize = false",
+            f"smacks_hibernation_time = {self.hibernation_seconds}",
             f"VirtualHost {_lua_string(self.domain)}",
+            '    modules_enabled = { "smacks" }',
         ]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

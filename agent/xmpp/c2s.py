@@ -6,6 +6,11 @@ Composes the same parser and serializer as the link-local `Connection`: feed rec
 TLS context is used; the shell does the handshake and calls `tls_established()`), SASL
 SCRAM-SHA-256 / SCRAM-SHA-1 via `scramp` (PLAIN only over TLS), stream restart, resource
 binding, and initial presence. `Online` marks the end; stanzas flow both ways after it.
+
+XEP-0198 (agent/xmpp/sm.py) rides along when the server offers it: <enable resume='true'/>
+right after binding, <r/> answered, our stanzas kept until acked. A `ClientStream` given the
+`StreamManagement` of a dropped session resumes it after SASL (`Resumed`) instead of binding;
+if the server refuses (`ResumeFailed`), it binds a new session as usual.
 """
 
 from __future__ import annotations
@@ -27,9 +32,23 @@ from agent.xmpp.connection import (
     StreamClosed,
     StreamErrorReceived,
 )
-from agent.xmpp.errors import STREAM_ERRORS_NS, LocalProtocolError, RemoteProtocolError
+from agent.xmpp.errors import (
+    STREAM_ERRORS_NS,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from agent.xmpp.parser import HeaderParsed, Limits, StreamEnded, StreamParser
 from agent.xmpp.serialize import CLIENT_NS, STREAM_CLOSE, serialize, stream_header
+from agent.xmpp.sm import (
+    FAILED,
+    FEATURE,
+    RESUMED,
+    SM_NS,
+    HandledCountTooHigh,
+    SmEvent,
+    StreamManagement,
+)
 from agent.xmpp.tls import FAILURE, PROCEED, STARTTLS, offers_starttls
 
 SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -46,6 +65,7 @@ class Phase(enum.Enum):
     STARTTLS_SENT = "starttls-sent"  # waiting for <proceed/>
     TLS_HANDSHAKE = "tls-handshake"  # the shell must do TLS, then call tls_established()
     AUTHENTICATING = "authenticating"
+    RESUMING = "resuming"  # XEP-0198 <resume/> sent instead of binding
     BINDING = "binding"
     SESSION = "session"  # legacy RFC 3921 session establishment, for servers that need it
     ONLINE = "online"
@@ -73,7 +93,9 @@ class Online:
     jid: str
 
 
-C2sEvent = StartTls | AuthFailed | Online | StanzaReceived | StreamErrorReceived | StreamClosed
+C2sEvent = (
+    StartTls | AuthFailed | Online | StanzaReceived | StreamErrorReceived | StreamClosed | SmEvent
+)
 
 
 def split_jid(jid: str) -> tuple[str, str, str]:
@@ -115,6 +137,7 @@ class ClientStream:
         use_tls: bool = True,
         limits: Limits | None = None,
         presence: ET.Element | None = None,
+        stream_management: StreamManagement | None = None,
     ) -> None:
         self.username, self.domain, self.resource = split_jid(jid)
         if not self.username:
@@ -138,6 +161,10 @@ class ClientStream:
         self._server_final_checked = False
         self._request_id = ""
         self._needs_session = False
+        #: XEP-0198 state; one that can resume (from a dropped connection) makes us try to.
+        self.sm = stream_management if stream_management is not None else StreamManagement()
+        self._sm_offered = False
+        self._bind_features: ET.Element | None = None  # kept for binding if resuming fails
 
     # -- driving the stream ---------------------------------------------------------------
 
@@ -184,19 +211,48 @@ class ClientStream:
                 self._on_element(parsed.element)
 
     def send_stanza(self, stanza: ET.Element) -> bytes:
-        if self.phase is not Phase.ONLINE:
-            raise LocalProtocolError("undefined-condition", f"cannot send a stanza in {self.phase}")
-        return serialize(stanza)
+        """The bytes for `stanza` (+ an <r/> when due); b"" when only queued for resumption."""
+        if self.phase is Phase.ONLINE:
+            return self._send_counted(stanza)
+        if self.phase is not Phase.CLOSING and self.sm.resumable:
+            self.sm.track(stanza)
+            return b""
+        raise LocalProtocolError("undefined-condition", f"cannot send a stanza in {self.phase}")
+
+    def request_ack(self) -> bytes:
+        """An XEP-0198 <r/> (b"" when the server does not ack); the <a/> proves it is alive."""
+        if self.phase is not Phase.ONLINE or not self.sm.active:
+            return b""
+        return serialize(self.sm.request_ack())
 
     def send_close(self) -> bytes:
-        """End our stream; returns b"" when it is already over (or never began)."""
+        """End our stream (and the XEP-0198 session); b"" when it is already over."""
         if self.phase in (Phase.CLOSING, Phase.CLOSED):
             return b""
+        self.sm.abandon()
         if self.phase is Phase.IDLE:
             self.phase = Phase.CLOSED
             return b""
         self.phase = Phase.CLOSING
         return STREAM_CLOSE
+
+    def send_stream_error(self, error: ProtocolError) -> bytes:
+        """Our stream error for a protocol violation, then our end of the stream."""
+        if self.phase in (Phase.IDLE, Phase.CLOSING, Phase.CLOSED):
+            return self.send_close()
+        element = ET.Element(ERROR_TAG)
+        ET.SubElement(element, f"{{{STREAM_ERRORS_NS}}}{error.condition}")
+        if isinstance(error, HandledCountTooHigh):
+            element.append(error.application_condition())
+        if error.text:
+            ET.SubElement(element, f"{{{STREAM_ERRORS_NS}}}text").text = error.text
+        return serialize(element) + self.send_close()
+
+    def _send_counted(self, stanza: ET.Element) -> bytes:
+        data = serialize(stanza)
+        if self.sm.track(stanza):
+            data += serialize(self.sm.request_ack())
+        return data
 
     # -- negotiation ----------------------------------------------------------------------
 
@@ -214,6 +270,12 @@ class ClientStream:
         if element.tag == ERROR_TAG:
             self._events.append(_stream_error(element))
             return
+        if element.tag.startswith(f"{{{SM_NS}}}") and self.phase in (
+            Phase.RESUMING,
+            Phase.ONLINE,
+        ):
+            self._on_sm(element)
+            return
         match self.phase:
             case Phase.AWAIT_FEATURES if element.tag == FEATURES_TAG:
                 self._on_features(element)
@@ -227,6 +289,7 @@ class ClientStream:
             case Phase.BINDING | Phase.SESSION if element.get("id") == self._request_id:
                 self._on_setup_reply(element)
             case Phase.ONLINE if element.tag in st.STANZA_KINDS:
+                self.sm.stanza_received()  # handed to the application now: counted (XEP-0198)
                 self._events.append(StanzaReceived(element))
             case _:
                 raise RemoteProtocolError(
@@ -244,7 +307,35 @@ class ClientStream:
         elif not self.authenticated:
             self._begin_sasl(features)
         else:
+            self._sm_offered = features.find(FEATURE) is not None
+            if self._sm_offered and self.sm.resumable:
+                self._bind_features = features
+                self._outgoing += serialize(self.sm.resume())
+                self.phase = Phase.RESUMING
+                return
+            if self.sm.resumable:  # the server stopped offering stream management
+                self._events.append(self.sm.on_resume_failed(ET.Element(FAILED)))
             self._bind(features)
+
+    def _on_sm(self, element: ET.Element) -> None:
+        replies: list[ET.Element]
+        event: SmEvent | None
+        if self.phase is Phase.RESUMING and element.tag == RESUMED:
+            replies, event = self.sm.on_resumed(element)
+            self.phase = Phase.ONLINE
+            self.bound_jid = event.jid
+        elif self.phase is Phase.RESUMING and element.tag == FAILED:
+            replies, event = [], self.sm.on_resume_failed(element)
+            assert self._bind_features is not None
+            self._bind(self._bind_features)
+        elif self.phase is Phase.ONLINE:
+            replies, event = self.sm.on_element(element)
+        else:
+            raise RemoteProtocolError("policy-violation", f"unexpected {element.tag} resuming")
+        for reply in replies:
+            self._outgoing += serialize(reply)
+        if event is not None:
+            self._events.append(event)
 
     def _begin_sasl(self, features: ET.Element) -> None:
         offered = [m.text or "" for m in features.iterfind(f"{{{SASL_NS}}}mechanisms/*")]
@@ -342,10 +433,12 @@ class ClientStream:
                 self._send_setup_iq(ET.Element(f"{{{SESSION_NS}}}session"), Phase.SESSION)
                 return
         self.phase = Phase.ONLINE
-        self._outgoing += serialize(
+        assert self.bound_jid is not None
+        if self._sm_offered:  # before our presence, so that presence is counted and acked
+            self._outgoing += serialize(self.sm.enable(self.bound_jid))
+        self._outgoing += self._send_counted(
             self._presence if self._presence is not None else ET.Element(st.PRESENCE)
         )
-        assert self.bound_jid is not None
         self._events.append(Online(self.bound_jid))
 
 
