@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,18 +149,47 @@ def _client_parser() -> argparse.ArgumentParser:
     sub.add_parser("discover", help="list the agents on the network").add_argument(
         "--all", action="store_true", help="also list other link-local XMPP peers"
     )
-    press = sub.add_parser("press", help="press a button")
+    _account_parser(sub)
+    via = argparse.ArgumentParser(add_help=False)
+    via.add_argument(
+        "--via",
+        choices=["auto", "local", "server"],
+        default="auto",
+        help="link-local stream, signed through the XMPP server, or auto: local when the "
+        "agent is found on the network, else the server",
+    )
+    press = sub.add_parser("press", parents=[via], help="press a button")
     press.add_argument("button")
-    hold = sub.add_parser("hold", help="hold a button down")
+    hold = sub.add_parser("hold", parents=[via], help="hold a button down")
     hold.add_argument("button")
     hold.add_argument("--for", dest="seconds", type=float, default=1.0, metavar="SECONDS")
-    text = sub.add_parser("text", help="type text into the TV")
+    text = sub.add_parser("text", parents=[via], help="type text into the TV")
     text.add_argument("text")
     text.add_argument("--no-submit", action="store_true", help="leave the keyboard open")
-    sub.add_parser("list", help="the buttons the agent supports")
-    state = sub.add_parser("state", help="what the TV is doing")
+    sub.add_parser("list", parents=[via], help="the buttons the agent supports")
+    state = sub.add_parser("state", parents=[via], help="what the TV is doing")
     state.add_argument("--follow", action="store_true", help="keep printing changes")
     return parser
+
+
+def _account_parser(sub: Any) -> None:
+    account = sub.add_parser(
+        "account", help="this device's XMPP account, to reach the TV through a server"
+    ).add_subparsers(dest="account_command", required=True)
+    add = account.add_parser("add", help="store the account and link it with nearby agents")
+    add.add_argument("jid", help="the account, e.g. anna@example.org")
+    add.add_argument("--password-file", type=Path, help="first line is the password (else asked)")
+    add.add_argument("--server", dest="server_host", default="", help="server host override")
+    add.add_argument("--server-port", type=int, default=5222)
+    add.add_argument(
+        "--tls",
+        choices=["required", "none"],
+        default="required",
+        help="none: plaintext, only for a server on loopback",
+    )
+    add.add_argument("--ca-file", default="", help="PEM CA to trust for the server")
+    account.add_parser("show", help="the stored account and the linked agents")
+    account.add_parser("remove", help="forget the account and its password")
 
 
 async def _client(args: argparse.Namespace) -> int:
@@ -179,12 +209,22 @@ async def _client(args: argparse.Namespace) -> int:
                 f"{agent.instance}\t{agent.nick}\t{agent.host}:{agent.port}\t{agent.status}{extra}"
             )
         return 0
-    if args.host:
-        target = client.AgentAddress(args.to or "", args.host, args.port)
-    else:
-        found = await client.find_agents(seconds=args.timeout, interfaces=args.interface)
-        target = client.choose(found, args.to)
     credentials = load_credentials(args.home)
+    if args.command == "account":
+        return await _account(credentials, args)
+    via = getattr(args, "via", "local")
+    if via != "server":
+        try:
+            target = await _find_target(args)
+        except client.ClientError:
+            if via == "local" or not _has_server_route(credentials, args.to):
+                raise
+            via = "server"
+    if via == "server":
+        from agent.client_server import connect_via_server, server_route
+
+        async with connect_via_server(credentials, server_route(credentials, args.to)) as remote:
+            return await _run_command(remote, args)
     if args.command == "pair":
         return await _pair(target, credentials, args)
     client.check_announced_key(credentials, target)
@@ -192,6 +232,100 @@ async def _client(args: argparse.Namespace) -> int:
         target.host, target.port, agent=target.instance or None, credentials=credentials
     ) as remote:
         return await _run_command(remote, args)
+
+
+async def _find_target(args: argparse.Namespace) -> Any:
+    """The agent on the LAN: `--host`, or the one mDNS finds within `--timeout`."""
+    from agent import client
+
+    if args.host:
+        return client.AgentAddress(args.to or "", args.host, args.port)
+    found = await client.find_agents(seconds=args.timeout, interfaces=args.interface)
+    return client.choose(found, args.to)
+
+
+def _has_server_route(credentials: Any, wanted: str | None) -> bool:
+    from agent.client import ClientError
+    from agent.client_server import server_route
+
+    try:
+        server_route(credentials, wanted)
+    except ClientError:
+        return False
+    return True
+
+
+async def _link_nearby(credentials: Any, target: Any) -> None:
+    """Link this device's account with `target` over the LAN (no account: nothing to do)."""
+    from agent import client
+    from agent.client_server import link_agent
+    from agent.security.phone import load_account
+
+    account = load_account(credentials.identity.directory)
+    if account is None:
+        return
+    async with client.connect(
+        target.host, target.port, agent=target.instance or None, credentials=credentials
+    ) as remote:
+        agent_jid = await link_agent(remote, credentials)
+    agent = target.instance or target.host
+    if agent_jid:
+        print(f"linked {account.jid} with {agent}: reachable at {agent_jid}")
+    else:
+        print(f"linked {account.jid}, but {agent} has no server account")
+
+
+async def _account(credentials: Any, args: argparse.Namespace) -> int:
+    from agent import client
+    from agent.security import phone
+
+    home = credentials.identity.directory
+    if args.account_command == "show":
+        account = phone.load_account(home)
+        if account is None:
+            print("no account; add one: buttons account add JID", file=sys.stderr)
+            return EXIT_FAILED
+        server = f"{account.host or 'its domain'}:{account.port} (tls {account.tls})"
+        print(f"{account.jid}\tvia {server}")
+        for peer in credentials.agents.peers:
+            print(f"{peer.name}\t{peer.server_jid or 'not linked'}")
+        return 0
+    if args.account_command == "remove":
+        removed = phone.remove_account(home)
+        print("account removed" if removed else "no account stored")
+        return 0
+    from agent.security.linking import normalized_bare_jid
+
+    try:
+        jid = normalized_bare_jid(args.jid)
+    except ValueError as exc:
+        raise client.ClientError(f"not an account JID: {exc}") from None
+    if args.password_file:
+        password = args.password_file.read_text(encoding="utf-8").splitlines()[0]
+    else:
+        import getpass
+
+        password = await trio.to_thread.run_sync(getpass.getpass, f"Password for {jid}: ")
+    account = phone.PhoneAccount(jid, args.server_host, args.server_port, args.tls, args.ca_file)
+    phone.save_account(home, account, password)
+    print(f"account {jid} stored")
+    try:
+        target = await _find_target(args)
+    except client.ClientError as exc:
+        print(f"not linked yet ({exc}); run this again near the TV", file=sys.stderr)
+        return 0
+    await _link_or_explain(credentials, target)
+    return 0
+
+
+async def _link_or_explain(credentials: Any, target: Any) -> None:
+    """Linking is a bonus after pairing or adding the account: a failure only says so."""
+    from agent import client
+
+    try:
+        await _link_nearby(credentials, target)
+    except (client.ClientError, client.StreamFailed, client.StanzaErrorReply) as exc:
+        print(f"not linked yet ({exc}); run `buttons account add` near the TV", file=sys.stderr)
 
 
 async def _pair(target: Any, credentials: Any, args: argparse.Namespace) -> int:
@@ -213,23 +347,30 @@ async def _pair(target: Any, credentials: Any, args: argparse.Namespace) -> int:
         device_name=args.name,
     )
     print(f"paired with {paired.agent} (key {short_fingerprint(paired.fingerprint)})")
+    await _link_or_explain(credentials, dataclasses.replace(target, instance=paired.agent))
     return 0
 
 
 async def _run_command(remote: Any, args: argparse.Namespace) -> int:
+    """One command on a ButtonsClient, whichever path it uses (`remote.path`)."""
     from agent.client import Pressed
+
+    started = time.perf_counter()
+
+    def via() -> str:
+        return f"via {remote.path} in {(time.perf_counter() - started) * 1000:.1f} ms"
 
     match args.command:
         case "press":
             seconds = await remote.press(args.button)
-            print(f"pressed {args.button} ({seconds * 1000:.1f} ms)")
+            print(f"pressed {args.button} via {remote.path} in {seconds * 1000:.1f} ms")
             print(describe_state(await remote.state()))
         case "hold":
             await remote.hold(args.button, args.seconds)
-            print(f"held {args.button} for {args.seconds:g} s")
+            print(f"held {args.button} for {args.seconds:g} s via {remote.path}")
         case "text":
             await remote.text(args.text, submit=not args.no_submit)
-            print("sent")
+            print(f"sent {via()}")
         case "list":
             for info in await remote.buttons():
                 print(f"{info.name}\t{info.label}")
@@ -240,7 +381,9 @@ async def _run_command(remote: Any, args: argparse.Namespace) -> int:
                 else:
                     print(describe_state(update), flush=True)
         case "state":
-            print(describe_state(await remote.state()))
+            state = await remote.state()
+            print(describe_state(state))
+            print(via())
     return 0
 
 
@@ -249,6 +392,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     from agent.net.mdns import MdnsError
     from agent.security.keys import IdentityError
     from agent.security.pair_client import PairingFailed
+    from agent.security.phone import AccountError
     from agent.security.truststore import TrustStoreError
 
     args = _client_parser().parse_args(argv)
@@ -263,6 +407,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         PairingFailed,
         IdentityError,
         TrustStoreError,
+        AccountError,
     ) as exc:
         print(f"buttons: {exc}", file=sys.stderr)
     except EOFError:

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -22,10 +23,10 @@ from agent.net.stream import (
     ClientTls,
     StanzaErrorReply,
     StreamFailed,
-    XmppStream,
     open_xmpp_stream,
 )
 from agent.security.keys import FINGERPRINT_TXT_KEY, fingerprint
+from agent.security.linking import lq
 from agent.security.phone import PhoneCredentials, load_credentials
 from agent.security.tls import PinMismatch, check_pinned, client_context
 from agent.xmpp import stanza as st
@@ -120,10 +121,26 @@ def choose(agents: Sequence[AgentAddress], wanted: str | None) -> AgentAddress:
     return agents[0]
 
 
+class StanzaStream(Protocol):
+    """What ButtonsClient needs from a stream: link-local (XmppStream) or server (C2sStream)."""
+
+    @property
+    def incoming(self) -> trio.MemoryReceiveChannel[ET.Element]: ...
+
+    async def request(self, request: ET.Element) -> ET.Element: ...
+
+
 class ButtonsClient:
-    def __init__(self, stream: XmppStream, agent: str | None) -> None:
+    """Buttons requests over a stream; subclasses change how a request is sent (signed)."""
+
+    #: How requests travel, for the user ("local" or "server").
+    path = "local"
+
+    def __init__(self, stream: StanzaStream, agent: str | None) -> None:
         self.stream = stream
         self.agent = agent
+        #: The agent's certificate fingerprint as TLS showed it (link-local streams).
+        self.agent_fingerprint = ""
 
     async def _request(self, command: codec.Command) -> ET.Element:
         type_, payload = codec.request_element(command)
@@ -167,6 +184,15 @@ class ButtonsClient:
         query = ET.Element(f"{{{DISCO_INFO_NS}}}query")
         reply = await self.stream.request(st.iq("get", query, to=self.agent))
         return {f.get("var", "") for f in reply.iter(f"{{{DISCO_INFO_NS}}}feature")}
+
+    async def link(self, jid: str) -> str:
+        """Link this device with the account `jid` ("" unlinks); returns the agent's server
+        JID ("" when it has no account)."""
+        reply = await self.stream.request(
+            st.iq("set", ET.Element(lq("link"), {"jid": jid}), to=self.agent)
+        )
+        payload = reply.find(lq("link"))
+        return payload.get("jid", "") if payload is not None else ""
 
     async def follow(self) -> AsyncIterator[TvState | Pressed]:
         """Subscribe, then yield every state change and every press made elsewhere."""
@@ -228,8 +254,17 @@ async def connect(
 ) -> AsyncIterator[ButtonsClient]:
     """A TLS stream to a paired agent, presenting this device's certificate."""
     credentials = credentials or load_credentials()
-    tls = ClientTls(client_context(credentials.identity), pinned_verifier(credentials, agent))
+    verify = pinned_verifier(credentials, agent)
+    seen: list[str] = []
+
+    def verify_and_note(cert_der: bytes) -> None:
+        verify(cert_der)
+        seen.append(fingerprint(cert_der))
+
+    tls = ClientTls(client_context(credentials.identity), verify_and_note)
     async with open_xmpp_stream(
         host, port, local_jid=local_jid or default_local_jid(), remote_jid=agent, tls=tls
     ) as stream:
-        yield ButtonsClient(stream, agent)
+        remote = ButtonsClient(stream, agent)
+        remote.agent_fingerprint = seen[-1] if seen else ""
+        yield remote

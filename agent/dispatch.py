@@ -30,6 +30,7 @@ from agent.buttons.catalogue import CATALOGUE, in_catalogue_order
 from agent.groups import single_exception
 from agent.holds import Holds
 from agent.pairing import PairingRefused
+from agent.security.linking import LINK_NS, SIGNED_NS, Linking
 from agent.security.pairing_service import PAIR_NS, PairingService, PairingSession
 from agent.xmpp import stanza as st
 from agent.xmpp.disco import (
@@ -67,6 +68,8 @@ class PeerAuth:
     fingerprint: str | None = None
     #: The trust store's name for that fingerprint: set only for paired devices.
     paired_name: str | None = None
+    #: The bare JID an XMPP server vouched for (hybrid mode): who may send signed commands.
+    server_jid: str | None = None
 
     @classmethod
     def paired(cls, name: str, fingerprint: str | None = None) -> PeerAuth:
@@ -94,16 +97,23 @@ class Dispatcher:
         hold_timeout: float = 10.0,
         pairing: PairingService | None = None,
         chat_fallback: ChatFallback = "off",
+        linking: Linking | None = None,
     ) -> None:
         self.backend = backend
         self.info = info
         self.hold_timeout = hold_timeout
         self.pairing = pairing
         self.chat_fallback = chat_fallback
+        #: Identity linking lives beside pairing: its links are trust-store entries.
+        self.linking = linking or (Linking.beside(pairing.trusted) if pairing else None)
         features = {DISCO_INFO_NS, PING_NS, VERSION_NS, codec.NS}
+        if pairing:
+            features |= {PAIR_NS}
+        if self.linking:
+            features |= {LINK_NS, SIGNED_NS}
         self.disco = DiscoInfo(
             identities=(Identity("client", "bot", "buttons-agent"),),
-            features=frozenset(features | ({PAIR_NS} if pairing else set())),
+            features=frozenset(features),
         )
         self._press_feeds: set[trio.MemorySendChannel[PressEvent]] = set()
 
@@ -247,6 +257,8 @@ class Session:
                     self._pairing, type_, payload, secured=self.auth.secured
                 )
                 return st.iq_result(iq, reply)
+            if namespace in (LINK_NS, SIGNED_NS) and self.dispatcher.linking is not None:
+                return await self._linked(iq, type_, payload, self.dispatcher.linking)
             if type_ == "get" and payload.tag == f"{{{DISCO_INFO_NS}}}query":
                 return st.iq_result(iq, self.dispatcher.disco.element(payload.get("node")))
             if type_ == "get" and payload.tag == f"{{{PING_NS}}}ping":
@@ -263,6 +275,17 @@ class Session:
             log.exception("request %s from %s failed", payload.tag, self.source)
             return st.error_reply(iq, "internal-server-error", "the agent hit an internal error")
         return st.error_reply(iq, "service-unavailable", f"{payload.tag} is not served here")
+
+    async def _linked(
+        self, iq: ET.Element, type_: str, payload: ET.Element, linking: Linking
+    ) -> ET.Element:
+        """Link requests (paired LAN streams) and signed commands (server senders)."""
+        if payload.tag.endswith("}link"):
+            fingerprint = self.auth.fingerprint if self.auth.paired_name else None
+            return st.iq_result(iq, linking.link(type_, payload, fingerprint=fingerprint))
+        opened = linking.open_signed(self.auth.server_jid, payload)
+        log.info("signed %s from %s (device %s)", opened.command.tag, self.peer, opened.device)
+        return st.iq_result(iq, await self._run(codec.parse_request(type_, opened.command)))
 
     async def _run(self, command: codec.Command) -> ET.Element | None:
         dispatcher, backend = self.dispatcher, self.dispatcher.backend

@@ -4,10 +4,14 @@ Every stanza the server relays goes through the same `Dispatcher.session(...)` a
 link-local path: one session per sender bare JID, so each sender's stanzas stay in order and
 its holds and subscriptions end with it. Replies go back through the server stream.
 
-Authorization: nothing that arrives through the server is trusted yet. The server vouches
-only for an account, and the account's password is not the paired device key, so every
-session gets an unpaired `PeerAuth()` and Buttons requests are answered `not-authorized`.
-Identity linking (a linked JID plus a signature by the paired key) is the next increment.
+Authorization: the server vouches only for an account, and the account's password is not
+the paired device key. So every session is unpaired (`PeerAuth(server_jid=…)`): plain Buttons
+requests are answered `not-authorized`, and only signed commands from a JID linked to a
+paired device, signed by that device's key, run (agent/security/linking.py).
+
+Presence: the account's presence mirrors the backend like the mDNS TXT status — available
+while the TV can be driven, `dnd` with the reason while it cannot. Linked JIDs that ask to
+subscribe are approved; other subscription requests are declined.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import logging
 import ssl
 import xml.etree.ElementTree as ET
+from contextlib import suppress
 from pathlib import Path
 
 import trio
 
+from agent.backends.base import TvState
 from agent.config import XmppAccountConfig
 from agent.dispatch import Dispatcher, PeerAuth
 from agent.logs import kv
@@ -26,6 +32,7 @@ from agent.net.c2s import Backoff, C2sSettings, C2sStream, run_c2s_forever
 from agent.net.stream import StreamFailed
 from agent.xmpp import stanza as st
 from agent.xmpp.c2s import bare_jid, split_jid
+from agent.xmpp.serialize import CLIENT_NS
 
 log = logging.getLogger(__name__)
 #: Stanzas queued per sender before further ones are refused (a flood must not grow memory).
@@ -79,6 +86,9 @@ class ServerSessions:
         # The server stamps `from` with the sender's full JID; none means our own account.
         sender = stanza.get("from") or bare_jid(self.stream.jid)
         key = bare_jid(sender)
+        if st.kind(stanza) == "presence" and stanza.get("type") == "subscribe":
+            await self._answer_subscription(key)
+            return
         queue = self._queues.get(key)
         if queue is None:
             if len(self._queues) >= MAX_SENDERS:
@@ -89,6 +99,14 @@ class ServerSessions:
             queue.send_nowait(stanza)
         except trio.WouldBlock:
             await self._refuse(stanza, "resource-constraint", "too many requests queued")
+
+    async def _answer_subscription(self, sender: str) -> None:
+        """Only a linked phone may see the TV's status: it is the one that can act on it."""
+        linking = self.dispatcher.linking
+        approved = linking is not None and linking.linked_device(sender) is not None
+        answer = "subscribed" if approved else "unsubscribed"
+        log.info(kv("hybrid-subscription", sender=sender, answer=answer))
+        await self.stream.send(ET.Element(st.PRESENCE, {"to": sender, "type": answer}))
 
     async def _refuse(self, stanza: ET.Element, condition: str, text: str) -> None:
         log.warning(kv("hybrid-stanza-refused", sender=stanza.get("from"), reason=text))
@@ -104,9 +122,10 @@ class ServerSessions:
         send, receive = trio.open_memory_channel[ET.Element](SENDER_QUEUE_DEPTH)
         self._queues[key] = send
         try:
-            # PeerAuth(): unpaired. The server's word is not a device key (see module doc).
+            # Unpaired: the server's word is not a device key (see module doc); the JID it
+            # vouches for may send signed commands, checked against its linked device.
             async with self.dispatcher.session(
-                sender, self.stream.send, auth=PeerAuth()
+                sender, self.stream.send, auth=PeerAuth(server_jid=key)
             ) as session:
                 task_status.started(send)
                 async with receive:
@@ -118,9 +137,41 @@ class ServerSessions:
             self._queues.pop(key, None)
 
 
+def presence_for(state: TvState) -> tuple[str, str]:
+    """(show, status) for a backend state: like the mDNS TXT, `dnd` while the TV is down."""
+    if not state.available:
+        return "dnd", state.status_message or "the TV is not reachable"
+    if state.playback == "playing" and state.title:
+        return "", f"Playing: {state.title}"
+    return "", ""
+
+
+def presence_element(show: str, status: str) -> ET.Element:
+    presence = ET.Element(st.PRESENCE)
+    if show:
+        ET.SubElement(presence, f"{{{CLIENT_NS}}}show").text = show
+    if status:
+        ET.SubElement(presence, f"{{{CLIENT_NS}}}status").text = status
+    return presence
+
+
+async def publish_presence(dispatcher: Dispatcher, stream: C2sStream) -> None:
+    """Send the backend's status as our presence now and again on every change."""
+    backend = dispatcher.backend
+    sent = presence_for(backend.state())
+    await stream.send(presence_element(*sent))
+    async for state in backend.state_changes():
+        wanted = presence_for(state)
+        if wanted != sent:
+            await stream.send(presence_element(*wanted))
+            log.info(kv("hybrid-presence", show=wanted[0] or "available", status=wanted[1]))
+            sent = wanted
+
+
 async def serve_server_stream(dispatcher: Dispatcher, stream: C2sStream) -> None:
     """Feed every stanza from the server through the dispatcher until the stream ends."""
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_publish_presence_quietly, dispatcher, stream)
         sessions = ServerSessions(dispatcher, stream, nursery)
         try:
             async for stanza in stream.incoming:
@@ -128,6 +179,11 @@ async def serve_server_stream(dispatcher: Dispatcher, stream: C2sStream) -> None
         except StreamFailed:
             pass  # the stream ended while we answered; the reconnect loop logs why
         nursery.cancel_scope.cancel()
+
+
+async def _publish_presence_quietly(dispatcher: Dispatcher, stream: C2sStream) -> None:
+    with suppress(StreamFailed):  # the stream ended; the reconnect loop logs why
+        await publish_presence(dispatcher, stream)
 
 
 async def run_hybrid(
@@ -147,6 +203,9 @@ async def run_hybrid(
         log.error(kv("xmpp-account-disabled", reason=str(exc)))
         task_status.started()
         return
+    if dispatcher.linking is not None:
+        # Signed commands are bound to this account; link replies tell phones where to send.
+        dispatcher.linking.agent_jid = account.jid
     task_status.started()
 
     async def on_online(stream: C2sStream) -> None:

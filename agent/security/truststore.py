@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from agent.security.atomic import Rename, atomic_write, remove_stale_temporaries
@@ -34,6 +34,16 @@ class TrustedPeer:
     paired_at: str
     #: PEM; present for phones in the agent's store (TLS needs the certificate itself).
     cert: str = ""
+    #: The XMPP account linked with this peer (bare JID; linking.py). In the agent's store:
+    #: the phone's account, whose signed commands it accepts through the server. In a
+    #: phone's store: the agent's server JID (full), where server-path commands go.
+    server_jid: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        entry = asdict(self)
+        if not self.server_jid:
+            del entry["server_jid"]  # stores without links stay readable by older versions
+        return entry
 
 
 class TrustStore:
@@ -74,7 +84,7 @@ class TrustStore:
             ) from None
 
     def save(self, *, rename: Rename = os.replace) -> None:
-        document = {"version": STORE_VERSION, "peers": [asdict(p) for p in self.peers]}
+        document = {"version": STORE_VERSION, "peers": [p.as_json() for p in self.peers]}
         data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
         remove_stale_temporaries(self.path)
         atomic_write(self.path, data, mode=0o600, rename=rename)
@@ -89,6 +99,26 @@ class TrustStore:
 
     def find_name(self, name: str) -> TrustedPeer | None:
         return next((peer for peer in self.peers if peer.name == name), None)
+
+    def find_server_jid(self, jid: str) -> TrustedPeer | None:
+        """The peer linked with `jid` (compared as given: callers normalize)."""
+        return next((peer for peer in self.peers if jid and peer.server_jid == jid), None)
+
+    def link(self, fp: str, jid: str) -> TrustedPeer | None:
+        """Link `jid` ("" unlinks) with the peer `fp`, unlinking it from any other; saves."""
+        self.reload_if_changed()
+        if self.find(fp) is None:
+            return None
+        updated = []
+        for peer in self.peers:
+            if same_fingerprint(peer.fingerprint, fp):
+                peer = replace(peer, server_jid=jid)
+            elif jid and peer.server_jid == jid:
+                peer = replace(peer, server_jid="")  # a JID speaks for one device only
+            updated.append(peer)
+        self.peers = updated
+        self.save()
+        return self.find(fp)
 
     def add(self, name: str, cert_der: bytes, *, keep_cert: bool = True) -> TrustedPeer:
         """Trust `cert_der` as `name` (replacing any entry with that fingerprint) and save."""
