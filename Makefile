@@ -15,7 +15,7 @@ IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm
 SYSTEMD_TEST_ROOTFS := build/systemd-test-rootfs.tar
 
 .PHONY: demo test check lint typecheck bench system-deps venv clean \
-	systemd-test install uninstall image-deps image image-test
+	systemd-test install uninstall image-deps image image-test screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ typecheck: venv
 
 bench: venv
 	$(PY) -m bench
+
+# Refresh the pictures in docs/screenshots (test runs write theirs to a scratch directory).
+screenshots: system-deps venv
+	BUTTONS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/web/test_browser.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ running in the test's trio loop.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,12 @@ from selenium.webdriver.remote.webelement import WebElement
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PHONE = (390, 844)  # CSS pixels of a common phone, portrait
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"  # in a checkout
+#: Where screenshots go: a scratch directory, so a test run leaves the checkout clean;
+#: `make screenshots` points it at docs/screenshots to refresh the documentation's pictures.
+SCREENSHOTS = Path(
+    os.environ.get("BUTTONS_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "buttons-agent-screenshots"
+)
 
 _T = TypeVar("_T")
 
@@ -111,7 +117,7 @@ class Browser:
                 await trio.sleep(0.05)
 
     async def screenshot(self, name: str) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await trio.Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / name
         await self.run(self.driver.save_screenshot, str(path))
         return path
