@@ -20,12 +20,12 @@ from agent.client import ButtonsClient, ClientError
 from agent.net.c2s import C2sStream, open_c2s_stream
 from agent.security.linking import sign_command
 from agent.security.phone import (
+    CounterReservation,
     PhoneAccount,
     PhoneCredentials,
     account_password,
     load_account,
     load_signing_key,
-    next_counter,
 )
 from agent.security.truststore import TrustedPeer
 from agent.xmpp import stanza as st
@@ -44,10 +44,11 @@ class ServerButtonsClient(ButtonsClient):
         self.agent_jid = agent_jid
         self.home = credentials.identity.directory
         self._key = load_signing_key(credentials.identity)
+        self._counters = CounterReservation(self.home)
 
     async def _request(self, command: codec.Command) -> ET.Element:
         type_, payload = codec.request_element(command)
-        counter = next_counter(self.home)  # saved first: a crash never reuses a counter
+        counter = self._counters.take()  # reserved on disk first: never reused after a crash
         signed = sign_command(self._key, self.agent_jid, counter, payload)
         return await self.stream.request(st.iq(type_, signed, to=self.agent_jid))
 

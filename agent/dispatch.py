@@ -283,7 +283,10 @@ class Session:
         if payload.tag.endswith("}link"):
             fingerprint = self.auth.fingerprint if self.auth.paired_name else None
             return st.iq_result(iq, linking.link(type_, payload, fingerprint=fingerprint))
-        opened = linking.open_signed(self.auth.server_jid, payload)
+        opened = linking.verify_signed(self.auth.server_jid, payload)
+        # The counter is saved (fsync) before the command runs; in a worker thread, so other
+        # phones' presses do not wait for the disk.
+        await trio.to_thread.run_sync(linking.accept, opened)
         log.info("signed %s from %s (device %s)", opened.command.tag, self.peer, opened.device)
         return st.iq_result(iq, await self._run(codec.parse_request(type_, opened.command)))
 

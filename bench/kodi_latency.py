@@ -4,9 +4,11 @@ Both paths drive the same headless Kodi in the same run, interleaved press by pr
 share conditions. "Acted" is Kodi's JSON-RPC reply (Kodi answers once the action is queued).
 Two kinds of press: `volume_up`/`volume_down` (each call also triggers a Kodi notification, the
 case that hits Nagle + delayed ACK) and `left`/`right` (plain navigation). Paths: the phone
-through the agent (XMPP stream, dispatcher, backend), `KodiBackend.press` alone, a direct
-JSON-RPC call (the floor), and the direct call without re-arming TCP_QUICKACK (what the
-transport avoids). The phone, the agent and the direct client share this one process.
+through the agent (XMPP stream, dispatcher, backend), the same agent reached through a private
+Prosody (hybrid mode: the phone's account, a signed command, the agent's server link),
+`KodiBackend.press` alone, a direct JSON-RPC call (the floor), and the direct call without
+re-arming TCP_QUICKACK (what the transport avoids). The phone, the agent and the direct
+client share this one process; Prosody runs beside it on loopback.
 
     python -m bench.kodi_latency [--presses 300] [--host H --port P]
 
@@ -18,8 +20,10 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import trio
 
@@ -27,12 +31,14 @@ from agent import client
 from agent.backends.kodi import KodiBackend
 from agent.backends.kodi.mapping import BUTTON_CALLS
 from agent.backends.kodi.transport import TcpConnection, open_tcp_connection
+from agent.client_server import connect_via_server, server_route
 from agent.config import KodiConfig
-from agent.testing.agents import open_agent
+from agent.testing.hybrid import open_hybrid_agent, register_users
 from agent.testing.kodi import HeadlessKodi, wait_for_state
+from agent.testing.prosody import PrivateProsody
 from bench import prosody_path
 
-PATHS = ("agent", "KodiBackend.press", "direct", "direct, no QUICKACK")
+PATHS = ("agent", "agent via server", "KodiBackend.press", "direct", "direct, no QUICKACK")
 PAIRS = {"volume": ("volume_down", "volume_up"), "navigation": ("left", "right")}
 TIMEOUT = 30.0
 
@@ -56,12 +62,16 @@ def direct_press(connection: TcpConnection, button: str) -> Callable[[], Awaitab
     return lambda: connection.call(kodi_call.method, kodi_call.params)
 
 
-async def measure(config: KodiConfig, presses: int) -> dict[str, dict[str, list[float]]]:
+async def measure(
+    config: KodiConfig, presses: int, server: PrivateProsody
+) -> dict[str, dict[str, list[float]]]:
     results: dict[str, dict[str, list[float]]] = {}
     backend = KodiBackend(config)
+    await trio.to_thread.run_sync(register_users, server)
     async with (
-        open_agent(backend, name="bench") as agent,
+        open_hybrid_agent(server, backend, name="bench") as (agent, credentials),
         client.connect("127.0.0.1", agent.port, agent=agent.instance) as phone,
+        connect_via_server(credentials, server_route(credentials, None)) as away,
         open_tcp_connection(config.host, config.tcp_port, call_timeout=TIMEOUT) as direct,
         open_tcp_connection(
             config.host, config.tcp_port, call_timeout=TIMEOUT, quickack=False
@@ -74,11 +84,14 @@ async def measure(config: KodiConfig, presses: int) -> dict[str, dict[str, list[
             for _ in range(10):  # warm-up, not recorded
                 await phone.press(pair[0])
                 await phone.press(pair[1])
+                await away.press(pair[0])
+                await away.press(pair[1])
             with trio.fail_after(TIMEOUT + presses * 1.0):
                 for i in range(presses):
                     button = pair[i % 2]
                     paths = {
                         "agent": agent_press(phone, button),
+                        "agent via server": agent_press(away, button),
                         "KodiBackend.press": backend_press(backend, button),
                         "direct": direct_press(direct, button),
                         "direct, no QUICKACK": direct_press(plain, button),
@@ -114,9 +127,20 @@ def print_table(results: dict[str, dict[str, list[float]]], presses: int) -> Non
             p50 = percentile(samples, 50)
             line = f"{kind:<12}{path:<22}{p50 * 1e3:9.3f}"
             line += f"{percentile(samples, 99) * 1e3:9.3f}{max(samples) * 1e3:9.3f}"
-            if path in ("agent", "KodiBackend.press"):
+            if path in ("agent", "agent via server", "KodiBackend.press"):
                 line += f"   (floor + {(p50 - floor) * 1e3:.3f} ms)"
             print(line)
+
+
+def run(config: KodiConfig, presses: int) -> tuple[dict[str, dict[str, list[float]]], list[float]]:
+    """The agent's paths (its own private Prosody for hybrid mode), then the slixmpp baseline."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        PrivateProsody(Path(tmp), log_level="warn") as server,
+    ):
+        results = trio.run(measure, config, presses, server)
+    baseline = prosody_path.measure(config.host, config.tcp_port, presses, PAIRS["navigation"])
+    return results, baseline
 
 
 def main() -> None:
@@ -128,19 +152,11 @@ def main() -> None:
     if args.presses < 2:
         parser.error("--presses must be at least 2")
     if args.port:
-        config = KodiConfig(host=args.host, tcp_port=args.port)
-        results = trio.run(measure, config, args.presses)
-        server_path = prosody_path.measure(
-            config.host, config.tcp_port, args.presses, PAIRS["navigation"]
-        )
+        results, server_path = run(KodiConfig(host=args.host, tcp_port=args.port), args.presses)
     else:
         with HeadlessKodi(webserver=False) as kodi:
             kodi.reset()
-            config = kodi.kodi_config()
-            results = trio.run(measure, config, args.presses)
-            server_path = prosody_path.measure(
-                config.host, config.tcp_port, args.presses, PAIRS["navigation"]
-            )
+            results, server_path = run(kodi.kodi_config(), args.presses)
     print_table(results, args.presses)
     print_baseline(results["navigation"]["agent"], server_path)
 

@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import re
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,9 @@ class CounterStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._last: dict[str, int] = self._read()
+        # accept() runs in a worker thread (its fsync must not stall the event loop): the
+        # check and the write happen under one lock, so a counter is accepted at most once.
+        self._lock = threading.Lock()
 
     def _read(self) -> dict[str, int]:
         try:
@@ -217,13 +221,14 @@ class CounterStore:
 
     def accept(self, fingerprint: str, counter: int) -> None:
         """Record `counter` (saved before returning), or LinkError if it is not new."""
-        if counter <= self.last(fingerprint):
-            raise LinkError("not-authorized", OLD_COUNTER)
-        updated = {**self._last, fingerprint.lower(): counter}
-        data = json.dumps({"version": 1, "counters": updated}, indent=2, sort_keys=True)
-        remove_stale_temporaries(self.path)
-        atomic_write(self.path, data.encode("utf-8") + b"\n", mode=0o600)
-        self._last = updated
+        with self._lock:
+            if counter <= self.last(fingerprint):
+                raise LinkError("not-authorized", OLD_COUNTER)
+            updated = {**self._last, fingerprint.lower(): counter}
+            data = json.dumps({"version": 1, "counters": updated}, indent=2, sort_keys=True)
+            remove_stale_temporaries(self.path)
+            atomic_write(self.path, data.encode("utf-8") + b"\n", mode=0o600)
+            self._last = updated
 
 
 # -- the agent's service ---------------------------------------------------------------------
@@ -231,9 +236,11 @@ class CounterStore:
 
 @dataclass(frozen=True, slots=True)
 class OpenedCommand:
-    """A verified, fresh command from a linked device."""
+    """A command from a linked device, its signature verified; fresh once `accept`ed."""
 
     device: str
+    fingerprint: str
+    counter: int
     command: ET.Element
 
 
@@ -283,9 +290,9 @@ class Linking:
         except ValueError:
             return None
 
-    def open_signed(self, sender: str | None, payload: ET.Element) -> OpenedCommand:
-        """Verify a `<signed/>` from `sender` (the JID the server vouched for) and accept its
-        counter; the command is returned only once it may run."""
+    def verify_signed(self, sender: str | None, payload: ET.Element) -> OpenedCommand:
+        """Check a `<signed/>` from `sender` (the JID the server vouched for): linked, signed
+        by that device, readable. Its counter is not spent yet: `accept` does that."""
         signed = read_signed(payload)
         device = self.linked_device(sender) if sender else None
         if device is None or not self.agent_jid:
@@ -293,5 +300,14 @@ class Linking:
         verify_signature(device_public_key(device), self.agent_jid, signed)
         # Parse before the counter is spent: a command we cannot read must not burn it.
         command = parse_command(signed.command_bytes)
-        self.counters.accept(device.fingerprint, signed.counter)
-        return OpenedCommand(device.name, command)
+        return OpenedCommand(device.name, device.fingerprint, signed.counter, command)
+
+    def accept(self, opened: OpenedCommand) -> None:
+        """Spend the counter (saved to disk first); LinkError for a replayed or old one."""
+        self.counters.accept(opened.fingerprint, opened.counter)
+
+    def open_signed(self, sender: str | None, payload: ET.Element) -> OpenedCommand:
+        """`verify_signed` then `accept`: the command is returned only once it may run."""
+        opened = self.verify_signed(sender, payload)
+        self.accept(opened)
+        return opened

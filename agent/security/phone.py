@@ -116,22 +116,49 @@ def remove_account(home: Path) -> bool:
     return removed
 
 
-def next_counter(home: Path) -> int:
-    """Reserve the next signed-command counter, saved before it is used.
+#: Counters reserved per write of the counter file: a phone that presses through the server
+#: writes (and fsyncs) once per block, not once per press.
+COUNTER_BLOCK = 64
 
-    Monotonic: one more than the last, and never below the clock in milliseconds, so a lost
-    counter file (same key) still yields counters the agent accepts.
+
+class CounterReservation:
+    """Signed-command counters for this device, reserved in blocks saved before use.
+
+    The counter file holds the highest counter ever reserved. A block starts above it and
+    never below the clock in milliseconds, so neither a crash (the rest of a block is
+    skipped, never reused) nor a lost counter file (same key) yields a counter the agent
+    already accepted.
     """
-    path = home / COUNTER_FILE
-    try:
-        last = int(path.read_text(encoding="ascii").strip() or "0")
-    except FileNotFoundError:
-        last = 0
-    except (OSError, ValueError) as exc:
-        raise AccountError(f"the counter file {path} is unreadable: {exc}") from None
-    counter = max(last + 1, int(time.time() * 1000))
-    atomic_write(path, f"{counter}\n".encode("ascii"), mode=0o600)
-    return counter
+
+    def __init__(self, home: Path, block: int = COUNTER_BLOCK) -> None:
+        self.path = home / COUNTER_FILE
+        self.block = block
+        self._next = 1
+        self._ceiling = 0  # nothing reserved by this object yet
+
+    def take(self) -> int:
+        if self._next > self._ceiling:
+            self._reserve()
+        counter = self._next
+        self._next += 1
+        return counter
+
+    def _reserve(self) -> None:
+        try:
+            last = int(self.path.read_text(encoding="ascii").strip() or "0")
+        except FileNotFoundError:
+            last = 0
+        except (OSError, ValueError) as exc:
+            raise AccountError(f"the counter file {self.path} is unreadable: {exc}") from None
+        start = max(last + 1, int(time.time() * 1000))
+        ceiling = start + self.block - 1
+        atomic_write(self.path, f"{ceiling}\n".encode("ascii"), mode=0o600)
+        self._next, self._ceiling = start, ceiling
+
+
+def next_counter(home: Path) -> int:
+    """One counter, saved before it is used (a block of one)."""
+    return CounterReservation(home, block=1).take()
 
 
 def load_signing_key(identity: Identity) -> ec.EllipticCurvePrivateKey:

@@ -8,7 +8,6 @@ another key (what the server operator or a password thief has) gets a button pre
 from __future__ import annotations
 
 import copy
-import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,107 +16,47 @@ from pathlib import Path
 import pytest
 import trio
 
-from agent import client
 from agent.app import Agent
 from agent.backends.virtual import VirtualTV
 from agent.buttons import codec
 from agent.cli import agent_main, client_main
-from agent.client_server import ServerButtonsClient, connect_via_server, link_agent, server_route
-from agent.config import XmppAccountConfig
-from agent.net.c2s import C2sStream, open_c2s_stream
-from agent.net.stream import StanzaErrorReply, StreamFailed
+from agent.client_server import ServerButtonsClient, connect_via_server, server_route
+from agent.net.c2s import C2sStream
+from agent.net.stream import StanzaErrorReply
 from agent.security.linking import NOT_LINKED, OLD_COUNTER, sign_command
-from agent.security.phone import (
-    PhoneAccount,
-    PhoneCredentials,
-    load_credentials,
-    load_signing_key,
-    next_counter,
-    save_account,
+from agent.security.phone import PhoneCredentials, load_signing_key, next_counter, save_account
+from agent.testing.hybrid import (
+    PATIENCE,
+    agent_jid,
+    logged_in,
+    open_hybrid_agent,
+    phone_account,
+    register_users,
+    wait_until_online,
 )
-from agent.testing.agents import open_agent
 from agent.testing.pairing import TEST_PHONE_NAME, make_phone
 from agent.testing.prosody import PrivateProsody
 from agent.xmpp import stanza as st
-from agent.xmpp.disco import DISCO_INFO_NS
 from agent.xmpp.serialize import CLIENT_NS
-
-PATIENCE = 30
-USERS = ("tv", "phone", "mallory")
 
 
 @pytest.fixture
 async def prosody(tmp_path: Path) -> AsyncIterator[PrivateProsody]:
     server = PrivateProsody(tmp_path, log_level="warn")
     await trio.to_thread.run_sync(server.start)
-    for user in USERS:
-        await trio.to_thread.run_sync(server.register, user, f"{user}-pw")
+    await trio.to_thread.run_sync(register_users, server)
     try:
         yield server
     finally:
         await trio.to_thread.run_sync(server.stop)
 
 
-def agent_jid(server: PrivateProsody) -> str:
-    return f"tv@{server.domain}/tv"
-
-
-def agent_account(server: PrivateProsody) -> dict[str, object]:
-    account = XmppAccountConfig(
-        jid=agent_jid(server),
-        password="tv-pw",
-        host="127.0.0.1",
-        port=server.port,
-        tls="none",
-        ping_interval=0.5,
-        ping_timeout=2,
-    )
-    return dataclasses.asdict(account)
-
-
-def phone_account(server: PrivateProsody, user: str = "phone") -> PhoneAccount:
-    return PhoneAccount(f"{user}@{server.domain}", host="127.0.0.1", port=server.port, tls="none")
-
-
-@asynccontextmanager
-async def logged_in(server: PrivateProsody, user: str) -> AsyncIterator[C2sStream]:
-    async with open_c2s_stream(
-        "127.0.0.1", server.port, f"{user}@{server.domain}/app", f"{user}-pw", tls=None
-    ) as stream:
-        yield stream
-
-
-async def wait_until_online(server: PrivateProsody) -> None:
-    """Retry while the agent's resource is offline (the server answers for it then)."""
-    disco = ET.Element(f"{{{DISCO_INFO_NS}}}query")
-    with trio.fail_after(PATIENCE):
-        while True:
-            try:
-                async with logged_in(server, "mallory") as stream:
-                    await stream.request(st.iq("get", disco, to=agent_jid(server)))
-                    return
-            except StanzaErrorReply as exc:
-                if exc.error.condition != "service-unavailable":
-                    raise
-            except StreamFailed:
-                pass
-            await trio.sleep(0.1)
-
-
 @asynccontextmanager
 async def hybrid_agent(
     server: PrivateProsody, *, link: bool = True
 ) -> AsyncIterator[tuple[Agent, VirtualTV, PhoneCredentials]]:
-    """The whole agent with its server account online; its pre-paired phone (open_agent's
-    default) has its account stored and, with `link`, linked over the LAN."""
     tv = VirtualTV()
-    async with open_agent(tv, xmpp_account=agent_account(server)) as agent:
-        await wait_until_online(server)
-        phone = load_credentials()
-        save_account(phone.identity.directory, phone_account(server), "phone-pw")
-        if link:
-            async with client.connect("127.0.0.1", agent.port, agent=agent.instance) as remote:
-                assert await link_agent(remote, phone) == agent_jid(server)
+    async with open_hybrid_agent(server, tv, link=link) as (agent, phone):
         yield agent, tv, phone
 
 
