@@ -8,9 +8,10 @@ is stored and linked over the LAN (what `buttons account add` does near the TV).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import trio
@@ -68,21 +69,62 @@ async def logged_in(server: PrivateProsody, user: str) -> AsyncIterator[C2sStrea
         yield stream
 
 
-async def wait_until_online(server: PrivateProsody, asker: str = STRANGER_USER) -> None:
-    """Retry while the agent's resource is offline (the server answers for it then)."""
-    disco = ET.Element(f"{{{DISCO_INFO_NS}}}query")
+def disco_info(server: PrivateProsody) -> ET.Element:
+    return st.iq("get", ET.Element(f"{{{DISCO_INFO_NS}}}query"), to=agent_jid(server))
+
+
+async def ask_until_online(
+    server: PrivateProsody, make_request: Callable[[], ET.Element], asker: str = STRANGER_USER
+) -> ET.Element:
+    """Ask the agent; retry while its resource is offline (the server answers for it then)."""
     with trio.fail_after(PATIENCE):
         while True:
             try:
                 async with logged_in(server, asker) as stream:
-                    await stream.request(st.iq("get", disco, to=agent_jid(server)))
-                    return
+                    return await stream.request(make_request())
             except StanzaErrorReply as exc:
                 if exc.error.condition != "service-unavailable":
                     raise
             except StreamFailed:
                 pass  # the server is still (re)starting
             await trio.sleep(0.1)
+
+
+async def wait_until_online(server: PrivateProsody, asker: str = STRANGER_USER) -> None:
+    await ask_until_online(server, lambda: disco_info(server), asker)
+
+
+class LogWatcher(logging.Handler):
+    """Wakes a test when the c2s shell logs a line with `needle` (logging runs in trio's
+    thread, so setting the event is safe)."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.INFO)
+        self.needle = needle
+        self.seen = trio.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.seen.set()
+
+
+@contextmanager
+def watching(*needles: str) -> Iterator[list[LogWatcher]]:
+    """One watcher per needle on `agent.net.c2s` (info lines included) while the block runs."""
+    logger = logging.getLogger("agent.net.c2s")
+    watchers = [LogWatcher(needle) for needle in needles]
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    for watcher in watchers:
+        logger.addHandler(watcher)
+    try:
+        yield watchers
+    finally:
+        for watcher in watchers:
+            logger.removeHandler(watcher)
+        logger.setLevel(level)
 
 
 @asynccontextmanager

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
 import signal
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
-from pathlib import Path
 
 import pytest
 import trio
@@ -27,33 +25,25 @@ from agent.buttons import codec
 from agent.dispatch import AgentInfo, Dispatcher
 from agent.hybrid import XmppAccountConfig, run_hybrid
 from agent.net.c2s import Backoff, C2sStream, open_c2s_stream
-from agent.net.stream import StanzaErrorReply, StreamFailed
+from agent.net.stream import StanzaErrorReply
 from agent.testing.agents import open_agent
+from agent.testing.hybrid import (
+    PATIENCE,
+    agent_jid,
+    ask_until_online,
+    disco_info,
+    watching,
+)
 from agent.testing.prosody import PrivateProsody
 from agent.xmpp import stanza as st
 from agent.xmpp.disco import DISCO_INFO_NS
 
-AGENT_RESOURCE = "tv"
 QUICK = Backoff(initial=0.05, maximum=0.5)
-#: Bounds every wait on the real server (login, restart, reconnect).
-PATIENCE = 30
-
-
-@pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[PrivateProsody]:
-    server = PrivateProsody(tmp_path, log_level="warn")
-    await trio.to_thread.run_sync(server.start)
-    for user in ("tv", "phone"):
-        await trio.to_thread.run_sync(server.register, user, f"{user}-pw")
-    try:
-        yield server
-    finally:
-        await trio.to_thread.run_sync(server.stop)
 
 
 def account(server: PrivateProsody, password: str = "tv-pw") -> XmppAccountConfig:
     return XmppAccountConfig(
-        jid=f"tv@{server.domain}/{AGENT_RESOURCE}",
+        jid=agent_jid(server),
         password=password,
         host="127.0.0.1",
         port=server.port,
@@ -86,29 +76,10 @@ async def phone(server: PrivateProsody) -> AsyncIterator[C2sStream]:
         yield stream
 
 
-def agent_jid(server: PrivateProsody) -> str:
-    return f"tv@{server.domain}/{AGENT_RESOURCE}"
-
-
-def disco_info(server: PrivateProsody) -> ET.Element:
-    return st.iq("get", ET.Element(f"{{{DISCO_INFO_NS}}}query"), to=agent_jid(server))
-
-
 async def ask_agent_until_online(
     server: PrivateProsody, make_request: Callable[[], ET.Element]
 ) -> ET.Element:
-    """Retry while the agent's resource is offline (the server answers for it then)."""
-    with trio.fail_after(PATIENCE):
-        while True:
-            try:
-                async with phone(server) as stream:
-                    return await stream.request(make_request())
-            except StanzaErrorReply as exc:
-                if exc.error.condition != "service-unavailable":
-                    raise
-            except StreamFailed:
-                pass  # the server is still (re)starting
-            await trio.sleep(0.1)
+    return await ask_until_online(server, make_request, asker="phone")
 
 
 async def test_agent_logs_in_and_answers_disco_info_through_the_server(
@@ -161,36 +132,10 @@ async def test_agent_reconnects_after_the_server_restarts(
         assert reply.get("type") == "result"
 
 
-class LogWatcher(logging.Handler):
-    """Wakes the test when the shell logs a line with `needle` (logging runs in trio's thread)."""
-
-    def __init__(self, needle: str) -> None:
-        super().__init__(logging.INFO)
-        self.needle = needle
-        self.seen = trio.Event()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.needle in record.getMessage():
-            self.messages.append(record.getMessage())
-            self.seen.set()
-
-
-@contextmanager
-def watching(needle: str) -> Iterator[LogWatcher]:
-    watcher = LogWatcher(needle)
-    logger = logging.getLogger("agent.net.c2s")
-    logger.addHandler(watcher)
-    try:
-        yield watcher
-    finally:
-        logger.removeHandler(watcher)
-
-
 async def test_wrong_password_is_logged_clearly_without_the_password(
     prosody: PrivateProsody,
 ) -> None:
-    with watching("xmpp-account-auth-failed") as watcher:
+    with watching("xmpp-account-auth-failed") as (watcher,):
         async with running_agent(prosody, password="not-the-password"):
             with trio.fail_after(PATIENCE):
                 await watcher.seen.wait()
@@ -204,7 +149,7 @@ async def test_a_frozen_server_is_noticed_by_keepalive_and_left(prosody: Private
     pid = int((prosody.directory / "prosody.pid").read_text().strip())
     async with running_agent(prosody):
         await ask_agent_until_online(prosody, lambda: disco_info(prosody))
-        with watching("did not answer a ping") as watcher:
+        with watching("did not answer a ping") as (watcher,):
             os.kill(pid, signal.SIGSTOP)
             try:
                 with trio.fail_after(PATIENCE):

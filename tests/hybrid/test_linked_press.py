@@ -31,24 +31,12 @@ from agent.testing.hybrid import (
     logged_in,
     open_hybrid_agent,
     phone_account,
-    register_users,
     wait_until_online,
 )
 from agent.testing.pairing import TEST_PHONE_NAME, make_phone
 from agent.testing.prosody import PrivateProsody
 from agent.xmpp import stanza as st
 from agent.xmpp.serialize import CLIENT_NS
-
-
-@pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[PrivateProsody]:
-    server = PrivateProsody(tmp_path, log_level="warn")
-    await trio.to_thread.run_sync(server.start)
-    await trio.to_thread.run_sync(register_users, server)
-    try:
-        yield server
-    finally:
-        await trio.to_thread.run_sync(server.stop)
 
 
 @asynccontextmanager

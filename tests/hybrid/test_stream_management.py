@@ -7,15 +7,13 @@ logs in directly. What reaches the agent's application is counted at `Session.ha
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
-from pathlib import Path
 
 import pytest
 import trio
@@ -27,28 +25,15 @@ from agent.config import XmppAccountConfig
 from agent.dispatch import AgentInfo, Dispatcher
 from agent.hybrid import run_hybrid
 from agent.net.c2s import Backoff, C2sStream, open_c2s_stream
-from agent.net.stream import StanzaErrorReply, StreamFailed
+from agent.net.stream import StanzaErrorReply
+from agent.testing.hybrid import PATIENCE, ask_until_online, disco_info, watching
 from agent.testing.prosody import PrivateProsody
 from agent.testing.relay import TcpRelay
 from agent.xmpp import stanza as st
-from agent.xmpp.disco import DISCO_INFO_NS, PING_NS
+from agent.xmpp.disco import PING_NS
 
-AGENT_JID = "tv@localhost/tv"
+AGENT_JID = "tv@localhost/tv"  # agent_jid() of a PrivateProsody (domain localhost)
 QUICK = Backoff(initial=0.05, maximum=0.5)
-#: Bounds every wait on the real server (login, resumption, restart).
-PATIENCE = 30
-
-
-@pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[PrivateProsody]:
-    server = PrivateProsody(tmp_path, log_level="debug")
-    await trio.to_thread.run_sync(server.start)
-    for user in ("tv", "phone"):
-        await trio.to_thread.run_sync(server.register, user, f"{user}-pw")
-    try:
-        yield server
-    finally:
-        await trio.to_thread.run_sync(server.stop)
 
 
 class Handled:
@@ -113,29 +98,13 @@ async def phone(server: PrivateProsody) -> AsyncIterator[C2sStream]:
         yield stream
 
 
-def disco_info() -> ET.Element:
-    return st.iq("get", ET.Element(f"{{{DISCO_INFO_NS}}}query"), to=AGENT_JID)
-
-
 def press(button: str) -> ET.Element:
     type_, payload = codec.request_element(codec.Press(button))
     return st.iq(type_, payload, to=AGENT_JID)
 
 
 async def until_agent_online(server: PrivateProsody) -> None:
-    """Retry while the agent's resource is offline (the server answers for it then)."""
-    with trio.fail_after(PATIENCE):
-        while True:
-            try:
-                async with phone(server) as stream:
-                    await stream.request(disco_info())
-                    return
-            except StanzaErrorReply as exc:
-                if exc.error.condition != "service-unavailable":
-                    raise
-            except StreamFailed:
-                pass  # the server is still (re)starting
-            await trio.sleep(0.1)
+    await ask_until_online(server, lambda: disco_info(server), asker="phone")
 
 
 async def server_has_processed(stream: C2sStream) -> None:
@@ -143,12 +112,12 @@ async def server_has_processed(stream: C2sStream) -> None:
     await stream.request(st.iq("get", ET.Element(f"{{{PING_NS}}}ping"), to="localhost"))
 
 
-async def no_duplicate_replies(stream: C2sStream) -> None:
+async def no_duplicate_replies(stream: C2sStream, server: PrivateProsody) -> None:
     """One more request round trip, then no iq may be left over (a second reply would be).
 
     Presence (the server reflecting the phone's own) may be waiting there too; it is no reply.
     """
-    reply = await stream.request(disco_info())
+    reply = await stream.request(disco_info(server))
     assert reply.get("type") == "result"
     left_over: list[ET.Element] = []
     while True:
@@ -157,35 +126,6 @@ async def no_duplicate_replies(stream: C2sStream) -> None:
         except trio.WouldBlock:
             break
     assert [ET.tostring(s) for s in left_over if s.tag == st.IQ] == []
-
-
-class LogWatcher(logging.Handler):
-    def __init__(self, needle: str) -> None:
-        super().__init__(logging.INFO)
-        self.needle = needle
-        self.seen = trio.Event()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.needle in record.getMessage():
-            self.messages.append(record.getMessage())
-            self.seen.set()
-
-
-@contextmanager
-def watching(*needles: str) -> Iterator[list[LogWatcher]]:
-    logger = logging.getLogger("agent.net.c2s")
-    watchers = [LogWatcher(needle) for needle in needles]
-    level = logger.level
-    logger.setLevel(logging.INFO)  # sm-enabled / sm-resumed are info lines
-    for watcher in watchers:
-        logger.addHandler(watcher)
-    try:
-        yield watchers
-    finally:
-        for watcher in watchers:
-            logger.removeHandler(watcher)
-        logger.setLevel(level)
 
 
 async def test_the_agent_enables_resumable_stream_management(prosody: PrivateProsody) -> None:
@@ -237,7 +177,7 @@ async def test_xep_0198_resume_delivers_a_press_sent_during_a_short_disconnect_e
                     # the agent itself answers presses through the server (not-authorized
                     # until the identity is linked).
                     assert answers in (["result"], ["not-authorized"])
-                    await no_duplicate_replies(stream)
+                    await no_duplicate_replies(stream, prosody)
             assert handled.counts[request.get("id", "")] == 1
             assert online.messages == []  # the same session went on: no new login
 
@@ -249,7 +189,7 @@ async def test_a_reply_lost_in_the_cut_is_resent_after_resumption_and_arrives_on
         await until_agent_online(prosody)
         with watching("sm-resumed") as (resumed,):
             async with phone(prosody) as stream:
-                request = disco_info()
+                request = disco_info(prosody)
                 replies: list[ET.Element] = []
 
                 async def ask() -> None:
@@ -265,7 +205,7 @@ async def test_a_reply_lost_in_the_cut_is_resent_after_resumption_and_arrives_on
                         relay.restore()
                         await resumed.seen.wait()
                     assert [r.get("type") for r in replies] == ["result"]
-                    await no_duplicate_replies(stream)
+                    await no_duplicate_replies(stream, prosody)
             assert "retransmitted=0" not in resumed.messages[0]
             # The agent's <resume h=…/> covered the request: the server did not resend it.
             assert handled.counts[request.get("id", "")] == 1

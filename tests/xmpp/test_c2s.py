@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import scramp  # type: ignore[import-untyped]
 
+from agent.testing.scripted_c2s import ScriptedServer, b64, scram_login, unb64
 from agent.xmpp.c2s import (
     BIND_NS,
     SASL_NS,
@@ -21,7 +22,6 @@ from agent.xmpp.c2s import (
 )
 from agent.xmpp.connection import StanzaReceived, StreamClosed, StreamErrorReceived
 from agent.xmpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from agent.xmpp.parser import ElementParsed, StreamParser
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -41,63 +41,6 @@ def mechanisms(*names: str) -> bytes:
     return (
         f"<stream:features><mechanisms xmlns='{SASL_NS}'>{inner}</mechanisms></stream:features>"
     ).encode()
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def unb64(text: str | None) -> str:
-    return base64.b64decode(text or "").decode()
-
-
-class ScriptedServer:
-    """Reads what the client wrote, element by element (a fresh parser after each restart)."""
-
-    def __init__(self, client: ClientStream) -> None:
-        self.client = client
-        self.parser = StreamParser()
-
-    def read(self) -> list[ET.Element]:
-        data = self.client.data_to_send()
-        if data.startswith(b"<?xml"):
-            self.parser = StreamParser()
-        return [e.element for e in self.parser.feed(data) if isinstance(e, ElementParsed)]
-
-    def feed(self, data: bytes) -> list[object]:
-        self.client.receive_data(data)
-        events: list[object] = []
-        while (event := self.client.next_event()) is not None:
-            events.append(event)
-        return events
-
-
-def scram_login(server: ScriptedServer, mechanism: str, password: str = "secret") -> list[object]:
-    """Runs SASL against a real scramp server that knows the password 'secret'."""
-    (auth,) = server.read()
-    assert auth.tag == f"{{{SASL_NS}}}auth"
-    assert auth.get("mechanism") == mechanism
-    scram = scramp.ScramMechanism(mechanism)
-    info = scram.make_auth_info("secret", iteration_count=4096)
-    sasl = scram.make_server(lambda _user: info)
-    sasl.set_client_first(unb64(auth.text))
-    assert (
-        server.feed(
-            f"<challenge xmlns='{SASL_NS}'>{b64(sasl.get_server_first())}</challenge>".encode()
-        )
-        == []
-    )
-    (response,) = server.read()
-    try:
-        sasl.set_client_final(unb64(response.text))
-    except scramp.ScramException:
-        return server.feed(
-            f"<failure xmlns='{SASL_NS}'><not-authorized/>"
-            "<text>bad password</text></failure>".encode()
-        )
-    return server.feed(
-        f"<success xmlns='{SASL_NS}'>{b64(sasl.get_server_final())}</success>".encode()
-    )
 
 
 def bind(server: ScriptedServer, features: bytes = BIND_FEATURES) -> list[object]:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import xml.etree.ElementTree as ET
 
 import pytest
-import scramp  # type: ignore[import-untyped]
 
+from agent.testing.scripted_c2s import ScriptedServer, scram_login
 from agent.xmpp import stanza as st
 from agent.xmpp.c2s import BIND_NS, SASL_NS, ClientStream, Online, Phase
 from agent.xmpp.connection import StanzaReceived, StreamClosed
 from agent.xmpp.errors import RemoteProtocolError
-from agent.xmpp.parser import ElementParsed, StreamParser
 from agent.xmpp.sm import (
     COUNTER_MODULUS,
     SM_NS,
@@ -44,45 +42,13 @@ def sm_tag(name: str) -> str:
     return f"{{{SM_NS}}}{name}"
 
 
-class ScriptedServer:
-    """Reads what the client wrote, element by element; feeds it bytes, returns its events."""
-
-    def __init__(self, client: ClientStream) -> None:
-        self.client = client
-        self.parser = StreamParser()
-
-    def read(self) -> list[ET.Element]:
-        data = self.client.data_to_send()
-        if data.startswith(b"<?xml"):
-            self.parser = StreamParser()
-        return [e.element for e in self.parser.feed(data) if isinstance(e, ElementParsed)]
-
-    def feed(self, data: bytes | str) -> list[object]:
-        self.client.receive_data(data.encode() if isinstance(data, str) else data)
-        events: list[object] = []
-        while (event := self.client.next_event()) is not None:
-            events.append(event)
-        return events
-
-    def parse(self, data: bytes) -> list[ET.Element]:
-        return [e.element for e in self.parser.feed(data) if isinstance(e, ElementParsed)]
-
+class SmServer(ScriptedServer):
     def authenticate(self) -> None:
         """Header, SASL with a real SCRAM server, and the restarted stream's header."""
         self.client.start()
         self.read()
         self.feed(HEADER + SASL_FEATURES)
-        (auth,) = self.read()
-        scram = scramp.ScramMechanism("SCRAM-SHA-256")
-        info = scram.make_auth_info("secret", iteration_count=4096)
-        sasl = scram.make_server(lambda _user: info)
-        sasl.set_client_first(base64.b64decode(auth.text or "").decode())
-        first = base64.b64encode(sasl.get_server_first().encode()).decode()
-        self.feed(f"<challenge xmlns='{SASL_NS}'>{first}</challenge>")
-        (response,) = self.read()
-        sasl.set_client_final(base64.b64decode(response.text or "").decode())
-        final = base64.b64encode(sasl.get_server_final().encode()).decode()
-        assert self.feed(f"<success xmlns='{SASL_NS}'>{final}</success>") == []
+        assert scram_login(self, "SCRAM-SHA-256") == []
         assert self.client.authenticated
 
     def answer_bind(self) -> list[object]:
@@ -96,10 +62,10 @@ class ScriptedServer:
 
 def online(
     stream_management: StreamManagement | None = None,
-) -> tuple[ClientStream, ScriptedServer]:
+) -> tuple[ClientStream, SmServer]:
     """Logged in and bound with <enable/> answered; the server has read everything."""
     client = ClientStream(JID, "secret", use_tls=False, stream_management=stream_management)
-    server = ScriptedServer(client)
+    server = SmServer(client)
     server.authenticate()
     assert server.feed(HEADER + SM_BIND_FEATURES) == []
     assert server.answer_bind() == [Online(JID)]
@@ -123,7 +89,7 @@ def inbound(n: int) -> str:
 def test_stanzas_arriving_before_enabled_are_not_counted() -> None:
     """The server sent them before it read <enable/>, so its count does not include them."""
     client = ClientStream(JID, "secret", use_tls=False)
-    server = ScriptedServer(client)
+    server = SmServer(client)
     server.authenticate()
     server.feed(HEADER + SM_BIND_FEATURES)
     server.answer_bind()
@@ -232,7 +198,7 @@ def dropped_session() -> StreamManagement:
 
 def resume(sm: StreamManagement) -> tuple[ClientStream, ScriptedServer, ET.Element]:
     client = ClientStream(JID, "secret", use_tls=False, stream_management=sm)
-    server = ScriptedServer(client)
+    server = SmServer(client)
     server.authenticate()
     assert server.feed(HEADER + SM_BIND_FEATURES) == []
     (request,) = server.read()
@@ -300,7 +266,7 @@ def test_a_failure_without_h_reports_every_unacked_stanza() -> None:
 
 def test_a_server_that_stopped_offering_sm_gets_a_bind_and_the_loss_is_reported() -> None:
     client = ClientStream(JID, "secret", use_tls=False, stream_management=dropped_session())
-    server = ScriptedServer(client)
+    server = SmServer(client)
     server.authenticate()
     events = server.feed(
         HEADER + f"<stream:features><bind xmlns='{BIND_NS}'/></stream:features>".encode()
@@ -314,7 +280,7 @@ def test_a_server_that_stopped_offering_sm_gets_a_bind_and_the_loss_is_reported(
 
 def test_a_refused_enable_means_no_counting_and_no_ack_requests() -> None:
     client = ClientStream(JID, "secret", use_tls=False)
-    server = ScriptedServer(client)
+    server = SmServer(client)
     server.authenticate()
     server.feed(HEADER + SM_BIND_FEATURES)
     server.answer_bind()
