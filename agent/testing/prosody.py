@@ -135,6 +135,13 @@ class PrivateProsody:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
+    def kill(self) -> None:
+        """SIGKILL, as in a crash: no stream errors, no closing tags, sessions forgotten."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        self.stop()  # reaps the process
+
     def __enter__(self) -> PrivateProsody:
         self.start()
         return self

@@ -112,14 +112,9 @@ async def test_a_press_through_the_server_is_not_authorized(prosody: PrivatePros
         assert tv.state() == before
 
 
-def kill_hard(server: PrivateProsody) -> None:
-    """SIGKILL: no stream error, no closing tag; the agent sees the connection drop."""
-    pid = int((server.directory / "prosody.pid").read_text().strip())
-    os.kill(pid, signal.SIGKILL)
-    server.stop()  # reaps the process
-
-
-@pytest.mark.parametrize("stop", [PrivateProsody.stop, kill_hard], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize(
+    "stop", [PrivateProsody.stop, PrivateProsody.kill], ids=["sigterm", "sigkill"]
+)
 async def test_agent_reconnects_after_the_server_restarts(
     prosody: PrivateProsody, stop: Callable[[PrivateProsody], None]
 ) -> None:

@@ -151,14 +151,17 @@ async def test_revoking_the_device_ends_its_server_access(prosody: PrivateProsod
         assert tv.history == ["mute"]
 
 
+@pytest.mark.parametrize(
+    "stop", [PrivateProsody.stop, PrivateProsody.kill], ids=["sigterm", "sigkill"]
+)
 async def test_after_the_server_restarts_the_next_signed_press_works(
-    prosody: PrivateProsody,
+    prosody: PrivateProsody, stop: Callable[[PrivateProsody], None]
 ) -> None:
     async with hybrid_agent(prosody) as (_agent, tv, phone):
         route = server_route(phone, None)
         async with connect_via_server(phone, route) as remote:
             await remote.press("mute")
-        await trio.to_thread.run_sync(prosody.stop)
+        await trio.to_thread.run_sync(stop, prosody)
         await trio.to_thread.run_sync(prosody.start)
         await wait_until_online(prosody)  # the agent logged in again by itself
         async with connect_via_server(phone, route) as remote:

@@ -7,8 +7,6 @@ logs in directly. What reaches the agent's application is counted at `Session.ha
 
 from __future__ import annotations
 
-import os
-import signal
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -211,14 +209,9 @@ async def test_a_reply_lost_in_the_cut_is_resent_after_resumption_and_arrives_on
             assert handled.counts[request.get("id", "")] == 1
 
 
-def kill_hard(server: PrivateProsody) -> None:
-    """SIGKILL: the server forgets every session and keeps no counters."""
-    pid = int((server.directory / "prosody.pid").read_text().strip())
-    os.kill(pid, signal.SIGKILL)
-    server.stop()  # reaps the process
-
-
-@pytest.mark.parametrize("stop", [PrivateProsody.stop, kill_hard], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize(
+    "stop", [PrivateProsody.stop, PrivateProsody.kill], ids=["sigterm", "sigkill"]
+)
 async def test_a_session_the_restarted_server_forgot_gives_way_to_a_new_one(
     prosody: PrivateProsody, stop: Callable[[PrivateProsody], None]
 ) -> None:
