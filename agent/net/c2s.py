@@ -27,6 +27,7 @@ import trio
 from agent.groups import single_exception
 from agent.logs import kv
 from agent.net.stream import StanzaErrorReply, StreamFailed
+from agent.net.tcp import rearm_quickack
 from agent.xmpp import stanza as st
 from agent.xmpp.c2s import AuthFailed, C2sEvent, ClientStream, Online, StartTls, split_jid
 from agent.xmpp.connection import StanzaReceived, StreamClosed, StreamErrorReceived
@@ -140,6 +141,7 @@ class C2sStream:
                 data = await self.transport.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
+            rearm_quickack(self.transport)  # the server's Nagle must not wait for our ACK
             self.client.receive_data(data)
             await self._flush()
             if not data and (event := self.client.next_event()) is None:

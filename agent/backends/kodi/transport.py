@@ -7,9 +7,8 @@ Calls are matched to responses by id, at most `max_in_flight` at once, each boun
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import trio
@@ -22,6 +21,7 @@ from agent.backends.kodi.rpc import (
     RemoteProtocolError,
     Response,
 )
+from agent.net.tcp import rearm_quickack
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,6 @@ class KodiConnection(Protocol):
 def unreachable_message(host: str, port: int, exc: BaseException | None = None) -> str:
     detail = f" ({exc.strerror or exc})" if isinstance(exc, OSError) else ""
     return f"Kodi is not running at {host}:{port}{detail}"
-
-
-def _rearm_quickack(stream: trio.SocketStream) -> None:
-    # Kodi leaves Nagle on; when one call also triggers a notification, Kodi's second small
-    # write waits for our delayed ACK (~40 ms). Linux clears QUICKACK by itself, so re-arm it
-    # after every receive.
-    quickack = getattr(socket, "TCP_QUICKACK", None)
-    if quickack is not None:
-        with suppress(OSError):
-            stream.setsockopt(socket.IPPROTO_TCP, quickack, 1)
 
 
 class _Waiter:
@@ -178,7 +168,7 @@ class TcpConnection:
                     self._rpc.receive_eof()
                     break
                 if self._quickack:
-                    _rearm_quickack(self._stream)
+                    rearm_quickack(self._stream)
                 for event in self._rpc.receive_data(data):
                     self._dispatch(event)
         except RemoteProtocolError as exc:
@@ -238,7 +228,7 @@ async def connect_tcp(
             f"Kodi at {host}:{port} did not accept a connection within {call_timeout:g} s"
         ) from None
     if quickack:
-        _rearm_quickack(stream)
+        rearm_quickack(stream)
     return TcpConnection(
         stream,
         description=f"{host}:{port}",
