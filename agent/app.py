@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from agent.backends.base import Backend, BackendError, TvState
+from agent.backends.base import Backend, BackendError
 from agent.backends.factory import make_backend
 from agent.config import Config
 from agent.dispatch import AgentInfo, Dispatcher
@@ -20,6 +20,7 @@ from agent.logs import kv
 from agent.net.server import ServerSettings, XmppServer
 from agent.pairing import Notifier, PairingWindow
 from agent.peripherals import run_gpio, run_passthrough
+from agent.presence import presence_status
 from agent.security.keys import FINGERPRINT_TXT_KEY, load_or_create, short_fingerprint
 from agent.security.pairing_service import PairingService
 from agent.security.tls import ServerContexts
@@ -41,15 +42,6 @@ def software_version() -> str:
         return metadata.version("buttons-agent")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def presence_status(state: TvState) -> tuple[str, str]:
-    """(XEP-0174 status, msg) for a backend state: `dnd` while the TV cannot be driven."""
-    if not state.available:
-        return "dnd", state.status_message or "the TV is not reachable"
-    if state.playback == "playing" and state.title:
-        return "avail", f"Playing: {state.title}"
-    return "avail", ""
 
 
 class Agent:

@@ -30,6 +30,7 @@ from agent.dispatch import Dispatcher, PeerAuth
 from agent.logs import kv
 from agent.net.c2s import Backoff, C2sSettings, C2sStream, run_c2s_forever
 from agent.net.stream import StreamFailed
+from agent.presence import presence_status
 from agent.xmpp import stanza as st
 from agent.xmpp.c2s import bare_jid, split_jid
 from agent.xmpp.serialize import CLIENT_NS
@@ -138,12 +139,9 @@ class ServerSessions:
 
 
 def presence_for(state: TvState) -> tuple[str, str]:
-    """(show, status) for a backend state: like the mDNS TXT, `dnd` while the TV is down."""
-    if not state.available:
-        return "dnd", state.status_message or "the TV is not reachable"
-    if state.playback == "playing" and state.title:
-        return "", f"Playing: {state.title}"
-    return "", ""
+    """(show, status) for a backend state: the mDNS TXT's mapping; "avail" has no <show/>."""
+    status, message = presence_status(state)
+    return ("" if status == "avail" else status), message
 
 
 def presence_element(show: str, status: str) -> ET.Element:

@@ -156,11 +156,6 @@ class CounterReservation:
         self._next, self._ceiling = start, ceiling
 
 
-def next_counter(home: Path) -> int:
-    """One counter, saved before it is used (a block of one)."""
-    return CounterReservation(home, block=1).take()
-
-
 def load_signing_key(identity: Identity) -> ec.EllipticCurvePrivateKey:
     """This device's private key: it signs server-path commands (linking.py)."""
     try:

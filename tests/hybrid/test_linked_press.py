@@ -24,7 +24,12 @@ from agent.client_server import ServerButtonsClient, connect_via_server, server_
 from agent.net.c2s import C2sStream
 from agent.net.stream import StanzaErrorReply
 from agent.security.linking import NOT_LINKED, OLD_COUNTER, sign_command
-from agent.security.phone import PhoneCredentials, load_signing_key, next_counter, save_account
+from agent.security.phone import (
+    CounterReservation,
+    PhoneCredentials,
+    load_signing_key,
+    save_account,
+)
 from agent.testing.hybrid import (
     PATIENCE,
     agent_jid,
@@ -117,7 +122,7 @@ async def test_the_linked_account_with_another_key_is_refused(
 async def test_a_replayed_signed_command_is_refused(prosody: PrivateProsody) -> None:
     async with hybrid_agent(prosody) as (_agent, tv, phone):
         key = load_signing_key(phone.identity)
-        counter = next_counter(phone.identity.directory)
+        counter = CounterReservation(phone.identity.directory).take()
         signed = sign_command(key, agent_jid(prosody), counter, press_element("mute"))
         async with logged_in(prosody, "phone") as stream:
             await stream.request(st.iq("set", copy.deepcopy(signed), to=agent_jid(prosody)))

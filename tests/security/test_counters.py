@@ -10,7 +10,7 @@ import pytest
 
 from agent.security import phone
 from agent.security.linking import OLD_COUNTER, CounterStore, LinkError
-from agent.security.phone import COUNTER_FILE, CounterReservation, next_counter
+from agent.security.phone import COUNTER_FILE, CounterReservation
 
 FINGERPRINT = "ab" * 32
 
@@ -49,7 +49,7 @@ def test_after_a_crash_the_unused_rest_of_a_block_is_skipped_not_reused(
     used = CounterReservation(tmp_path, block=10).take()
     restarted = CounterReservation(tmp_path, block=10)  # a new process, the same home
     assert restarted.take() == used + 10
-    assert next_counter(tmp_path) == used + 20
+    assert CounterReservation(tmp_path, block=1).take() == used + 20
 
 
 def test_a_lost_counter_file_still_gives_counters_above_any_earlier_one(

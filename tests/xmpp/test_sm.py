@@ -60,10 +60,10 @@ class SmServer(ScriptedServer):
         )
 
 
-def online(
+def bound(
     stream_management: StreamManagement | None = None,
 ) -> tuple[ClientStream, SmServer]:
-    """Logged in and bound with <enable/> answered; the server has read everything."""
+    """Logged in and bound; the server has read <enable/> and the presence, not answered."""
     client = ClientStream(JID, "secret", use_tls=False, stream_management=stream_management)
     server = SmServer(client)
     server.authenticate()
@@ -73,6 +73,14 @@ def online(
     assert enable.tag == sm_tag("enable")
     assert enable.get("resume") == "true"
     assert presence.tag == st.PRESENCE
+    return client, server
+
+
+def online(
+    stream_management: StreamManagement | None = None,
+) -> tuple[ClientStream, SmServer]:
+    """Logged in and bound with <enable/> answered; the server has read everything."""
+    client, server = bound(stream_management)
     events = server.feed(f"<enabled xmlns='{SM_NS}' id='sess-1' resume='true' max='300'/>")
     assert events == [SmEnabled(resumable=True, max_seconds=300)]
     return client, server
@@ -88,12 +96,7 @@ def inbound(n: int) -> str:
 
 def test_stanzas_arriving_before_enabled_are_not_counted() -> None:
     """The server sent them before it read <enable/>, so its count does not include them."""
-    client = ClientStream(JID, "secret", use_tls=False)
-    server = SmServer(client)
-    server.authenticate()
-    server.feed(HEADER + SM_BIND_FEATURES)
-    server.answer_bind()
-    server.read()  # <enable/> and the presence
+    _client, server = bound()
     early = server.feed(inbound(1))
     assert [type(event) for event in early] == [StanzaReceived]
     server.feed(f"<enabled xmlns='{SM_NS}' id='sess-1' resume='true'/>")
@@ -279,12 +282,7 @@ def test_a_server_that_stopped_offering_sm_gets_a_bind_and_the_loss_is_reported(
 
 
 def test_a_refused_enable_means_no_counting_and_no_ack_requests() -> None:
-    client = ClientStream(JID, "secret", use_tls=False)
-    server = SmServer(client)
-    server.authenticate()
-    server.feed(HEADER + SM_BIND_FEATURES)
-    server.answer_bind()
-    server.read()
+    client, server = bound()
     events = server.feed(
         f"<failed xmlns='{SM_NS}'><unexpected-request "
         "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
