@@ -26,7 +26,7 @@ import trio
 
 from agent.groups import single_exception
 from agent.logs import kv
-from agent.net.stream import StanzaErrorReply, StreamFailed
+from agent.net.stream import PendingRequests, StanzaErrorReply, StreamFailed
 from agent.net.tcp import rearm_quickack
 from agent.xmpp import stanza as st
 from agent.xmpp.c2s import AuthFailed, C2sEvent, ClientStream, Online, StartTls, split_jid
@@ -78,8 +78,7 @@ class C2sStream:
         self._connection_lost = trio.Event()
         self._reading = False
         self._send_lock = trio.Lock()
-        self._tracker = st.IqTracker()
-        self._waiters: dict[str, trio.MemorySendChannel[ET.Element]] = {}
+        self._requests = PendingRequests()
         self._ack_waiters: list[trio.Event] = []
         self._incoming_send, self.incoming = trio.open_memory_channel[ET.Element](math.inf)
 
@@ -118,22 +117,7 @@ class C2sStream:
 
     async def request(self, request: ET.Element) -> ET.Element:
         """Send an iq get/set, wait for its result; an error reply raises StanzaErrorReply."""
-        id_ = self._tracker.prepare(request)
-        send, receive = trio.open_memory_channel[ET.Element](1)
-        self._waiters[id_] = send
-        try:
-            await self.send(request)
-            async with receive:
-                try:
-                    reply = await receive.receive()
-                except trio.EndOfChannel:
-                    raise StreamFailed(self.close_reason or "the stream closed") from None
-        finally:
-            self._waiters.pop(id_, None)
-            self._tracker.forget(id_)
-        if reply.get("type") == "error":
-            raise StanzaErrorReply(st.StanzaError.from_stanza(reply))
-        return reply
+        return await self._requests.request(request, self.send, lambda: self.close_reason)
 
     async def _next_event(self) -> C2sEvent:
         while (event := self.client.next_event()) is None:
@@ -224,12 +208,9 @@ class C2sStream:
 
     async def _on_event(self, event: C2sEvent) -> None:
         match event:
-            case StanzaReceived(stanza) if self._tracker.is_reply(stanza):
-                waiter = self._waiters.get(self._tracker.complete(stanza))
-                if waiter is not None:
-                    waiter.send_nowait(stanza)
             case StanzaReceived(stanza):
-                self._incoming_send.send_nowait(stanza)
+                if not self._requests.deliver(stanza):
+                    self._incoming_send.send_nowait(stanza)
             case AckReceived():
                 for answered in self._ack_waiters:
                     answered.set()
@@ -275,8 +256,7 @@ class C2sStream:
             return
         self.closed.set()
         self._incoming_send.close()
-        for waiter in self._waiters.values():
-            waiter.close()
+        self._requests.close()
 
     def _attach(self, transport: trio.abc.Stream, client: ClientStream) -> None:
         """A new connection for this session; it resumes the session while negotiating."""

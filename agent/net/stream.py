@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import ssl
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -41,13 +41,58 @@ class StanzaErrorReply(Exception):
         self.error = error
 
 
+class PendingRequests:
+    """Our iq requests waiting for their replies, matched by id; one per stream."""
+
+    def __init__(self) -> None:
+        self._tracker = st.IqTracker()
+        self._waiters: dict[str, trio.MemorySendChannel[ET.Element]] = {}
+
+    async def request(
+        self,
+        request: ET.Element,
+        send: Callable[[ET.Element], Awaitable[None]],
+        close_reason: Callable[[], str],
+    ) -> ET.Element:
+        """Send an iq get/set and wait for its result; an error reply raises StanzaErrorReply."""
+        id_ = self._tracker.prepare(request)
+        reply_send, reply_receive = trio.open_memory_channel[ET.Element](1)
+        self._waiters[id_] = reply_send
+        try:
+            await send(request)
+            async with reply_receive:
+                try:
+                    reply = await reply_receive.receive()
+                except trio.EndOfChannel:
+                    raise StreamFailed(close_reason() or "the stream closed") from None
+        finally:
+            self._waiters.pop(id_, None)
+            self._tracker.forget(id_)
+        if reply.get("type") == "error":
+            raise StanzaErrorReply(st.StanzaError.from_stanza(reply))
+        return reply
+
+    def deliver(self, stanza: ET.Element) -> bool:
+        """True when `stanza` answers one of our requests (it then goes to that request)."""
+        if not self._tracker.is_reply(stanza):
+            return False
+        waiter = self._waiters.get(self._tracker.complete(stanza))
+        if waiter is not None:
+            waiter.send_nowait(stanza)
+        return True
+
+    def close(self) -> None:
+        """The stream ended: every waiting request fails with the stream's close reason."""
+        for waiter in self._waiters.values():
+            waiter.close()
+
+
 class XmppStream:
     def __init__(self, transport: trio.abc.Stream, conn: Connection) -> None:
         self.transport = transport
         self.conn = conn
         self._send_lock = trio.Lock()
-        self._tracker = st.IqTracker()
-        self._waiters: dict[str, trio.MemorySendChannel[ET.Element]] = {}
+        self._requests = PendingRequests()
         self._incoming_send, self.incoming = trio.open_memory_channel[ET.Element](math.inf)
         self.opened = trio.Event()
         self.closed = trio.Event()
@@ -71,22 +116,7 @@ class XmppStream:
 
     async def request(self, request: ET.Element) -> ET.Element:
         """Send an iq get/set and wait for its result; an error reply raises StanzaErrorReply."""
-        id_ = self._tracker.prepare(request)
-        send, receive = trio.open_memory_channel[ET.Element](1)
-        self._waiters[id_] = send
-        try:
-            await self.send(request)
-            async with receive:
-                try:
-                    reply = await receive.receive()
-                except trio.EndOfChannel:
-                    raise StreamFailed(self.close_reason or "the stream closed") from None
-        finally:
-            self._waiters.pop(id_, None)
-            self._tracker.forget(id_)
-        if reply.get("type") == "error":
-            raise StanzaErrorReply(st.StanzaError.from_stanza(reply))
-        return reply
+        return await self._requests.request(request, self.send, lambda: self.close_reason)
 
     async def _reader(self) -> None:
         for stanza in self._early:
@@ -109,12 +139,9 @@ class XmppStream:
 
     async def _on_event(self, event: object) -> None:
         match event:
-            case StanzaReceived(stanza) if self._tracker.is_reply(stanza):
-                waiter = self._waiters.get(self._tracker.complete(stanza))
-                if waiter is not None:
-                    waiter.send_nowait(stanza)
             case StanzaReceived(stanza):
-                self._incoming_send.send_nowait(stanza)
+                if not self._requests.deliver(stanza):
+                    self._incoming_send.send_nowait(stanza)
             case StreamErrorReceived(condition, text):
                 self.close_reason = f"the agent ended the stream: {condition} {text}".strip()
             case StreamClosed():
@@ -125,8 +152,7 @@ class XmppStream:
         self.closed.set()
         self.opened.set()
         self._incoming_send.close()
-        for waiter in self._waiters.values():
-            waiter.close()
+        self._requests.close()
 
     async def aclose(self) -> None:
         if not self.closed.is_set():
