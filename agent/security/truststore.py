@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from agent.security.atomic import Rename, atomic_write, remove_stale_temporaries
 from agent.security.keys import cert_pem_from_der, fingerprint, same_fingerprint
 
+log = logging.getLogger(__name__)
 STORE_VERSION = 1
 #: The shortest fingerprint prefix `revoke` accepts (shorter ones are too easy to mistype).
 MIN_PREFIX = 8
@@ -66,7 +68,15 @@ class TrustStore:
         signature = self._stat_signature()
         if signature == self._signature and self.generation:
             return False
-        self.peers = self._read() if signature is not None else []
+        try:
+            self.peers = self._read() if signature is not None else []
+        except TrustStoreError as exc:
+            if not self.generation:
+                raise  # at start-up: the caller reports it
+            # Mid-run (another process writing it, a chown not yet done): keep the peers we
+            # had and read it again on the next call, rather than take the server down.
+            log.error("%s; keeping the %d peers read before", exc, len(self.peers))
+            return False
         self._signature = signature
         self.generation += 1
         return True

@@ -98,3 +98,18 @@ def test_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(TrustStoreError, match="unreadable"):
         TrustStore(path)
+
+
+def test_a_store_that_turns_unreadable_later_keeps_its_peers_until_it_reads_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "peers.json"
+    store = TrustStore(path)
+    store.add("anna", cert(tmp_path, "anna"))
+    good = path.read_text()
+    path.write_text("{half written")
+    assert store.reload_if_changed() is False
+    assert [p.name for p in store.peers] == ["anna"]
+    path.write_text(good.replace('"name": "anna"', '"name": "bert"'))
+    assert store.reload_if_changed() is True
+    assert [p.name for p in store.peers] == ["bert"]
