@@ -39,6 +39,10 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class KodiConfig:
     host: str = "127.0.0.1"
+    #: Find Kodi by its mDNS announcement instead of host/port (follows it to a new address).
+    discover: bool = False
+    #: With `discover`: which Kodi, by its device name or TXT uuid ("": the only one).
+    instance: str = ""
     #: Kodi's raw TCP JSON-RPC port (Settings → Services → Control → "Allow remote control").
     tcp_port: int = 9090
     #: Kodi's web server port, used for HTTP /jsonrpc.

@@ -13,7 +13,7 @@ def make_single(kind: str, config: Config) -> Backend:
     if kind == "kodi":
         from agent.backends.kodi import KodiBackend
 
-        return KodiBackend(config.kodi)
+        return KodiBackend(config.kodi, mdns_interfaces=config.mdns_interfaces or None)
     if kind == "lirc":
         return LircBackend(config.lirc)
     if kind == "virtual":

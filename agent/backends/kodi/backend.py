@@ -1,7 +1,9 @@
 """KodiBackend: Buttons → Kodi JSON-RPC, with live state from Kodi's notifications.
 
 `run()` keeps one connection to Kodi alive (raw TCP by default, HTTP /jsonrpc by config) and
-reconnects with capped exponential backoff. While Kodi is away the backend stays usable:
+reconnects with capped exponential backoff. With `discover`, the address comes from Kodi's
+mDNS announcement (agent/backends/kodi/discovery.py) before every attempt, and a Kodi that
+announces a new address is followed there at once. While Kodi is away the backend stays usable:
 `state()` says `available=False` with a human reason and presses raise BackendUnavailable.
 """
 
@@ -24,6 +26,7 @@ from agent.backends.base import (
 )
 from agent.backends.common import StateHub, repeat_while_held
 from agent.backends.kodi import state as kodi_state
+from agent.backends.kodi.discovery import HTTP_SERVICE, TCP_SERVICE, KodiAddress, KodiFinder
 from agent.backends.kodi.http import HttpConnection
 from agent.backends.kodi.mapping import button_calls
 from agent.backends.kodi.rpc import Notification
@@ -63,16 +66,25 @@ class KodiBackend:
         *,
         max_backoff: float = MAX_BACKOFF,
         poll_interval: float = HTTP_POLL_INTERVAL,
+        mdns_interfaces: list[str] | None = None,
     ) -> None:
         self._config = config
         self._calls = button_calls(config.power_action)
         self._max_backoff = max_backoff
         self._poll_interval = poll_interval
-        port = config.http_port if config.transport == "http" else config.tcp_port
-        self.address = f"{config.host}:{port}"
-        self._hub = StateHub(
-            TvState(available=False, status_message=f"connecting to Kodi at {self.address}")
-        )
+        http = config.transport == "http"
+        self._finder: KodiFinder | None = None
+        self._configured: KodiAddress | None = None
+        if config.discover:
+            service = HTTP_SERVICE if http else TCP_SERVICE
+            self._finder = KodiFinder(service, config.instance, mdns_interfaces)
+            first_status = self._finder.describe()
+        else:
+            port = config.http_port if http else config.tcp_port
+            self._configured = KodiAddress(config.host, port)
+            first_status = f"connecting to Kodi at {self._configured}"
+        self._target: KodiAddress | None = self._configured
+        self._hub = StateHub(TvState(available=False, status_message=first_status))
         self._connection: KodiConnection | None = None
         self._tasks: trio.Nursery | None = None  # lives as long as the current connection
         self._player_id: int | None = None
@@ -90,9 +102,20 @@ class KodiBackend:
     def state_changes(self) -> AsyncIterator[TvState]:
         return self._hub.changes()
 
+    @property
+    def address(self) -> str:
+        """Where Kodi is (or was last), for messages."""
+        return str(self._target) if self._target is not None else "(not found yet)"
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Started once the first attempt is over, connected or not.
         self._task_status = task_status
+        async with trio.open_nursery() as nursery:
+            if self._finder is not None:
+                await nursery.start(self._finder.run)
+            await self._keep_connected()
+
+    async def _keep_connected(self) -> None:
         backoff = INITIAL_BACKOFF
         while True:
             reason, was_up = await self._session()
@@ -100,7 +123,11 @@ class KodiBackend:
             if was_up:
                 backoff = INITIAL_BACKOFF
             self._report_started()
-            await trio.sleep(backoff)
+            with trio.move_on_after(backoff):
+                if self._finder is not None:
+                    await self._finder.wait_changed()  # a (new) announcement: try at once
+                else:
+                    await trio.sleep_forever()
             backoff = min(backoff * 2, self._max_backoff)
 
     async def press(self, button: str) -> None:
@@ -131,36 +158,65 @@ class KodiBackend:
 
     async def _session(self) -> tuple[str, bool]:
         """Connect, refresh, serve until the connection ends: (why it ended, was it up)."""
+        target = self._configured if self._finder is None else self._finder.current()
+        if target is None:
+            assert self._finder is not None
+            return f"{self._finder.describe()}: none found yet", False
+        self._target = target
         try:
-            connection = await self._open()
+            connection = await self._open(target)
         except KodiConnectionError as exc:
             return str(exc), False
+        moved: list[KodiAddress] = []
         try:
-            async with trio.open_nursery() as nursery:
-                if isinstance(connection, TcpConnection):
-                    nursery.start_soon(connection.read_loop)
-                reason, was_up = await self._serve(connection, nursery)
-                nursery.cancel_scope.cancel()
+            with trio.CancelScope() as session_scope:
+                async with trio.open_nursery() as nursery:
+                    if isinstance(connection, TcpConnection):
+                        nursery.start_soon(connection.read_loop)
+                    if self._finder is not None:
+                        follow = self._follow_moves
+                        nursery.start_soon(follow, self._finder, target, session_scope, moved)
+                    reason, was_up = await self._serve(connection, nursery)
+                    nursery.cancel_scope.cancel()
         finally:
             self._connection = None
             self._tasks = None
             with trio.CancelScope(shield=True):
                 await connection.aclose()
+        if moved:
+            return f"Kodi {target} now announces {moved[0]}", True
         return reason, was_up
 
-    async def _open(self) -> TcpConnection | HttpConnection:
+    async def _follow_moves(
+        self,
+        finder: KodiFinder,
+        target: KodiAddress,
+        session: trio.CancelScope,
+        moved: list[KodiAddress],
+    ) -> None:
+        """End the session when the chosen Kodi announces another address (DHCP, new port)."""
+        while True:
+            await finder.wait_changed()
+            now = finder.current()
+            if now is not None and now != target:
+                log.info("Kodi %s now announces %s: reconnecting", target, now)
+                moved.append(now)
+                session.cancel()
+                return
+
+    async def _open(self, target: KodiAddress) -> TcpConnection | HttpConnection:
         config = self._config
         if config.transport == "http":
             return HttpConnection(
-                config.host,
-                config.http_port,
+                target.host,
+                target.port,
                 username=config.username,
                 password=config.password,
                 call_timeout=config.call_timeout,
             )
         return await connect_tcp(
-            config.host,
-            config.tcp_port,
+            target.host,
+            target.port,
             call_timeout=config.call_timeout,
             on_notification=self._on_notification,
         )

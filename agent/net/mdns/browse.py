@@ -1,4 +1,5 @@
-"""Browsing `_presence._tcp`: peers appearing, changing and leaving, and one-shot discovery."""
+"""Browsing DNS-SD services (`_presence._tcp` by default): instances appearing, changing and
+leaving, and one-shot discovery."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PeerFound:
-    """A peer appeared or changed (new TXT, new addresses): the latest full picture."""
+    """A peer (a service instance) appeared or changed (new TXT, addresses, port): the latest
+    full picture."""
 
     instance: str
     addresses: tuple[str, ...]
@@ -67,8 +69,9 @@ class _Resolved:
 @asynccontextmanager
 async def open_browser(
     interfaces: list[str] | None = None,
+    service_type: str = PRESENCE_TYPE,
 ) -> AsyncIterator[trio.MemoryReceiveChannel[PeerEvent]]:
-    """Browse `_presence._tcp`; iterate the channel for PeerFound / PeerLost events.
+    """Browse `service_type`; iterate the channel for PeerFound / PeerLost events.
 
     A PeerFound for an instance already seen replaces the earlier one.
     """
@@ -92,11 +95,11 @@ async def open_browser(
         # QM (multicast answers), not QU: see _name_in_use for why QU fails between
         # responders on one host — e.g. the `buttons` CLI next to the agent.
         start = partial(
-            ServiceBrowser, zc, PRESENCE_TYPE, handlers=[on_service_state_change], question_type=QM
+            ServiceBrowser, zc, service_type, handlers=[on_service_state_change], question_type=QM
         )
         browser = await _in_thread("browse", start)
         try:
-            nursery.start_soon(_track_peers, zc, inbox_send, inbox, events_send)
+            nursery.start_soon(_track_peers, zc, service_type, inbox_send, inbox, events_send)
             yield events
         finally:
             with trio.CancelScope(shield=True):
@@ -106,6 +109,7 @@ async def open_browser(
 
 async def _track_peers(
     zc: Zeroconf,
+    service_type: str,
     inbox_send: trio.MemorySendChannel[_Changed | _Resolved],
     inbox: trio.MemoryReceiveChannel[_Changed | _Resolved],
     events: trio.MemorySendChannel[PeerEvent],
@@ -119,7 +123,7 @@ async def _track_peers(
     reported: dict[str, PeerFound] = {}
 
     async def resolve(name: str, generation: int) -> None:
-        lookup = partial(zc.get_service_info, PRESENCE_TYPE, name, _RESOLVE_TIMEOUT_MS, QM)
+        lookup = partial(zc.get_service_info, service_type, name, _RESOLVE_TIMEOUT_MS, QM)
         # Abandon on cancel: the lookup ends by itself within its timeout; nobody waits for it.
         info = await trio.to_thread.run_sync(lookup, abandon_on_cancel=True)
         with suppress(trio.ClosedResourceError):
@@ -134,15 +138,15 @@ async def _track_peers(
                 elif (lost := reported.pop(item.name, None)) is not None:
                     await events.send(PeerLost(lost.instance))
             elif item.generation == generations.get(item.name):
-                peer = _peer_from_info(item.name, item.info)
+                peer = _peer_from_info(service_type, item.name, item.info)
                 if peer is not None and reported.get(item.name) != peer:
                     reported[item.name] = peer
                     await events.send(peer)
         resolvers.cancel_scope.cancel()
 
 
-def _peer_from_info(name: str, info: ServiceInfo | None) -> PeerFound | None:
-    suffix = "." + PRESENCE_TYPE
+def _peer_from_info(service_type: str, name: str, info: ServiceInfo | None) -> PeerFound | None:
+    suffix = "." + service_type
     if info is None or info.port is None or not name.endswith(suffix):
         log.debug("mdns.unresolved name=%s", name)
         return None
