@@ -26,6 +26,7 @@ import trio
 
 from agent.groups import single_exception
 from agent.logs import kv
+from agent.net.locks import SendLock
 from agent.net.stream import PendingRequests, StanzaErrorReply, StreamFailed
 from agent.net.tcp import rearm_quickack
 from agent.xmpp import stanza as st
@@ -77,7 +78,7 @@ class C2sStream:
         self.resumes = False
         self._connection_lost = trio.Event()
         self._reading = False
-        self._send_lock = trio.Lock()
+        self._send_lock = SendLock()
         self._requests = PendingRequests()
         self._ack_waiters: list[trio.Event] = []
         self._incoming_send, self.incoming = trio.open_memory_channel[ET.Element](math.inf)

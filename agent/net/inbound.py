@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections import deque
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import trio
 from agent.dispatch import PeerAuth, Session
 from agent.groups import single_exception
 from agent.logs import kv
+from agent.net.locks import SendLock
 from agent.security.keys import short_fingerprint
 from agent.security.tls import peer_fingerprint
 from agent.xmpp.connection import (
@@ -52,7 +54,7 @@ class InboundStream:
         self.conn = Connection(
             Role.RECEIVER, names[0], limits=settings.limits, accepted_names=names
         )
-        self._send_lock = trio.Lock()
+        self._send_lock = SendLock()
         self._scope = trio.CancelScope()
         self.auth = PeerAuth()
         #: Events read during the handshake that belong to the session (pipelined stanzas).
@@ -64,7 +66,10 @@ class InboundStream:
         if not data:
             return
         async with self._send_lock:
-            with trio.move_on_after(self.server.settings.send_timeout) as timeout:
+            # A bare CancelScope: trio.move_on_after adds a generator context manager per call,
+            # and this runs for every stanza.
+            deadline = trio.current_time() + self.server.settings.send_timeout
+            with trio.CancelScope(deadline=deadline) as timeout:
                 try:
                     await self.transport.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -267,6 +272,18 @@ class InboundStream:
         return self._early.popleft() if self._early else self.conn.next_event()
 
     async def _read_loop(self, session: Session, idle_timeout: float) -> str:
+        # One scope for the whole loop, its deadline moved per read (not a new fail_after per
+        # read): the idle timer runs only while waiting for the peer, never while handling.
+        idle = trio.CancelScope()
+        with idle:
+            reason = await self._read_stanzas(session, idle, idle_timeout)
+        if idle.cancelled_caught:
+            raise trio.TooSlowError
+        return reason
+
+    async def _read_stanzas(
+        self, session: Session, idle: trio.CancelScope, idle_timeout: float
+    ) -> str:
         while True:
             while (event := self._pending_event()) is not None:
                 if isinstance(event, StanzaReceived):
@@ -285,5 +302,6 @@ class InboundStream:
                     return "peer-closed" if event.clean else "eof"
             if self.conn.state is State.CLOSED:
                 return "closed"
-            with trio.fail_after(idle_timeout):
-                await self._receive()
+            idle.deadline = trio.current_time() + idle_timeout
+            await self._receive()
+            idle.deadline = math.inf

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import trio
 
 from agent.groups import single_exception
+from agent.net.locks import SendLock
 from agent.xmpp import stanza as st
 from agent.xmpp.connection import (
     Connection,
@@ -91,7 +92,7 @@ class XmppStream:
     def __init__(self, transport: trio.abc.Stream, conn: Connection) -> None:
         self.transport = transport
         self.conn = conn
-        self._send_lock = trio.Lock()
+        self._send_lock = SendLock()
         self._requests = PendingRequests()
         self._incoming_send, self.incoming = trio.open_memory_channel[ET.Element](math.inf)
         self.opened = trio.Event()

@@ -89,7 +89,8 @@ class FakeKodi:
         self.http_port = http_port
         self.tcp_connections = 0
         self.http_connections = 0
-        self._clients: set[trio.SocketStream] = set()
+        #: Each TCP client with its write lock: replies and pushes from other tasks take turns.
+        self._clients: dict[trio.SocketStream, trio.Lock] = {}
         self._serving = trio.CancelScope()
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "JSONRPC.Ping": lambda p: "pong",
@@ -174,16 +175,20 @@ class FakeKodi:
             await self._write(stream, data)
 
     async def _write(self, stream: trio.SocketStream, data: bytes) -> None:
+        lock = self._clients.get(stream)
+        if lock is None:
+            return  # gone meanwhile
         step = self.write_chunk or len(data)
         try:
-            for start in range(0, len(data), step):
-                await stream.send_all(data[start : start + step])
+            async with lock:
+                for start in range(0, len(data), step):
+                    await stream.send_all(data[start : start + step])
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._clients.discard(stream)
+            self._clients.pop(stream, None)
 
     async def _serve_tcp_client(self, stream: trio.SocketStream) -> None:
         self.tcp_connections += 1
-        self._clients.add(stream)
+        self._clients[stream] = trio.Lock()
         splitter = JsonStreamSplitter()
         try:
             async for data in stream:
@@ -197,7 +202,7 @@ class FakeKodi:
         except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
             pass
         finally:
-            self._clients.discard(stream)
+            self._clients.pop(stream, None)
             await trio.aclose_forcefully(stream)
 
     async def _serve_http_client(self, stream: trio.SocketStream) -> None:
