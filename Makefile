@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 # systemd-container + mmdebstrap: the unit is tested under a real systemd in a container.
 APT_PACKAGES := kodi xvfb lirc prosody iproute2 python3-venv \
 	finch avahi-daemon dbus tmux chromium chromium-driver systemd-container mmdebstrap \
-	wpasupplicant
+	wpasupplicant device-tree-compiler
 # What `make image` needs on top (cross-arch root filesystem, QEMU boot test, FAT/ext4 tools).
 IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm \
-	dosfstools mtools e2fsprogs fdisk xz-utils
+	dosfstools mtools e2fsprogs fdisk xz-utils device-tree-compiler
 # The container test's root filesystem is built before the tests: they run in a private
 # network namespace that cannot reach the Debian mirror.
 SYSTEMD_TEST_ROOTFS := build/systemd-test-rootfs.tar

@@ -51,6 +51,7 @@ need mcopy mtools
 need mkfs.ext4 e2fsprogs
 need sfdisk fdisk
 need python3 python3
+need fdtget device-tree-compiler
 [ "$compress" = no ] || need xz xz-utils
 if [ "$(dpkg --print-architecture)" != arm64 ]; then
     [ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || [ -x /usr/bin/qemu-aarch64-static ] \
@@ -152,22 +153,28 @@ ROOTPART=LABEL=buttons-root
 CONSOLES="serial0,115200 tty1"
 KERNEL_ARCH=arm64
 EOF
-# Appended to config.txt: IR receive on GPIO18 (gpio-ir), IR send on GPIO17 (gpio-ir-tx).
-# Both overlays default to GPIO18, so TX is moved. Edit config.txt on the SD card to change.
-cat >"$rootfs/etc/default/raspi-firmware-custom" <<'EOF'
-# buttons-agent: IR receiver (TSOP on GPIO18) and IR LED (transistor on GPIO17)
-dtoverlay=gpio-ir,gpio_pin=18
-dtoverlay=gpio-ir-tx,gpio_pin=17
+# IR receiver: not a config.txt overlay (Debian's firmware has no overlays/ and its DTBs no
+# __symbols__) but a node written into each DTB by buttons-ir-receiver-dtb, re-run whenever
+# raspi-firmware copies the DTBs afresh (kernel upgrade, initramfs update).
+cat >"$rootfs/etc/default/buttons-ir" <<'EOF'
+# buttons-agent image: the GPIO (BCM number) of the IR receiver's output (a TSOP38238 or
+# similar). After a change run: sudo /etc/kernel/postinst.d/z60-buttons-ir-receiver; reboot.
+IR_RECEIVER_GPIO=18
 EOF
 in_root apt-get update -q >"$work/apt-update.log" 2>&1 \
     || { tail -20 "$work/apt-update.log"; die "apt-get update in the rootfs failed"; }
 # --force-confold: keep our /etc/default/raspi-firmware (a conffile we wrote first).
 in_root apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    linux-image-arm64 raspi-firmware \
+    linux-image-arm64 raspi-firmware device-tree-compiler cloud-guest-utils \
     >"$work/kernel-install.log" 2>&1 \
-    || { tail -20 "$work/kernel-install.log"; die "installing linux-image-arm64 raspi-firmware failed"; }
+    || { tail -20 "$work/kernel-install.log"; die "installing linux-image-arm64 raspi-firmware device-tree-compiler cloud-guest-utils failed"; }
 sed -i 's/^update_initramfs=.*/update_initramfs=yes/' "$rootfs/etc/initramfs-tools/update-initramfs.conf"
+# Installed only now that fdtget and the DTBs are there; from here on they run after
+# raspi-firmware's own z50 hooks.
+for hooks in kernel/postinst.d initramfs/post-update.d; do
+    install -D -m 0755 "$here/buttons-ir-receiver-dtb" "$rootfs/etc/$hooks/z60-buttons-ir-receiver"
+done
 kversion="$(basename "$(ls -d "$rootfs"/lib/modules/*)")"
 step "initramfs for $kversion (raspi-firmware copies kernel, initrd, DTBs to /boot/firmware)"
 in_root update-initramfs -u -k "$kversion" >"$work/initramfs.log" 2>&1 \
@@ -175,12 +182,16 @@ in_root update-initramfs -u -k "$kversion" >"$work/initramfs.log" 2>&1 \
 for file in config.txt cmdline.txt start4.elf bootcode.bin bcm2711-rpi-4-b.dtb bcm2837-rpi-3-b-plus.dtb; do
     [ -e "$rootfs/boot/firmware/$file" ] || die "raspi-firmware did not produce /boot/firmware/$file"
 done
-grep -q "gpio-ir-tx" "$rootfs/boot/firmware/config.txt" || die "config.txt lacks the IR overlays"
-# Say what the Debian kernel/firmware cannot do, rather than pretend (see image/README.md).
-[ -e "$rootfs/boot/firmware/overlays/gpio-ir.dtbo" ] \
-    || echo "NOTE: Debian's raspi-firmware ships no overlays/: the dtoverlay=gpio-ir* lines take effect only with Raspberry Pi OS firmware/kernel"
+# The initramfs hook above ran raspi-firmware's copy, then ours: every DTB has the receiver.
+for dtb in "$rootfs"/boot/firmware/bcm2711-*.dtb "$rootfs"/boot/firmware/bcm2837-*.dtb; do
+    [ "$(fdtget -t s "$dtb" /ir-receiver compatible 2>/dev/null)" = gpio-ir-receiver ] \
+        || die "$(basename "$dtb") has no IR receiver node (see $work/initramfs.log)"
+done
+find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-recv.ko*' | grep -q . \
+    || die "$kversion has no gpio-ir-recv module: the IR receiver node would have no driver"
+# Say what the Debian kernel cannot do, rather than pretend (see image/README.md).
 find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-tx.ko*' | grep -q . \
-    || echo "NOTE: Debian's $kversion has no gpio-ir-tx module (CONFIG_IR_GPIO_TX): no IR sending through a GPIO with this kernel"
+    || echo "NOTE: Debian's $kversion has no gpio-ir-tx (nor pwm-ir-tx) module: IR sending needs a USB IR transceiver (mceusb) with this kernel"
 
 # -- system configuration --------------------------------------------------------------------
 step "system configuration"
@@ -214,9 +225,9 @@ mkdir -p "$rootfs/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.want
 ln -sf /lib/systemd/system/wpa_supplicant@.service \
     "$rootfs/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants/wpa_supplicant@wlan0.service"
 in_root systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
-# lircd sends through the gpio-ir-tx device; gpio-ir's receiver is decoded by the kernel.
+# lircd sends through /dev/lirc-tx; the GPIO receiver (gpio-ir-recv) is /dev/lirc-rx.
 cat >"$rootfs/etc/lirc/lirc_options.conf" <<'EOF'
-# buttons-agent image: transmit through the gpio-ir-tx LIRC device (see image/README.md).
+# buttons-agent image: transmit through /dev/lirc-tx (see image/README.md).
 [lircd]
 nodaemon        = False
 driver          = default
@@ -229,8 +240,11 @@ allow-simulate  = No
 repeat-max      = 600
 EOF
 cat >"$rootfs/etc/udev/rules.d/61-buttons-agent-lirc.rules" <<'EOF'
-# gpio-ir-tx's /dev/lircN is the one driven by the gpio-ir-tx driver: name it by that, not by N.
+# Name the LIRC devices by driver, not by the unstable N of /dev/lircN. Sending: a USB IR
+# transceiver (mceusb; Debian's kernel has no GPIO transmitter driver) or gpio-ir-tx where the
+# kernel has it.
 SUBSYSTEM=="lirc", DRIVERS=="gpio-ir-tx", SYMLINK+="lirc-tx"
+SUBSYSTEM=="lirc", DRIVERS=="mceusb", SYMLINK+="lirc-tx"
 SUBSYSTEM=="lirc", DRIVERS=="gpio_ir_recv", SYMLINK+="lirc-rx"
 EOF
 
@@ -253,7 +267,9 @@ PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca SSL_CERT_FILE=$ca \
 install -m 0644 "$here/buttons-agent-selftest.service" \
     "$rootfs/etc/systemd/system/buttons-agent-selftest.service"
 install -m 0644 "$here/buttons-agent-wifi.service" "$rootfs/etc/systemd/system/"
-in_root systemctl enable buttons-agent-wifi.service >/dev/null 2>&1
+install -m 0755 "$here/buttons-grow-root" "$rootfs/usr/local/sbin/buttons-grow-root"
+install -m 0644 "$here/buttons-grow-root.service" "$rootfs/etc/systemd/system/"
+in_root systemctl enable buttons-agent-wifi.service buttons-grow-root.service >/dev/null 2>&1
 install -m 0644 "$here/buttons-agent.toml" "$rootfs/boot/firmware/buttons-agent.toml"
 
 step "clean up"

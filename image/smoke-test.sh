@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Boot the built image under QEMU (-M virt, cortex-a53, Debian's arm64 kernel + the image's
-# initrd) and check: systemd reaches buttons-agent's READY, the agent reads the boot
-# partition's buttons-agent.toml, a paired phone on the host presses a button over a
-# forwarded port, and `buttons-agent selftest` passes inside the guest. Prints the time each
+# initrd) and check: the root file system grows to fill a bigger disk on first boot, systemd
+# reaches buttons-agent's READY, the agent reads the boot partition's buttons-agent.toml, a
+# paired phone on the host presses a button over a forwarded port, and `buttons-agent
+# selftest` passes inside the guest. Prints the time each
 # step took. Run as root after image/build.sh; see image/README.md.
 #
 #   nice -n 10 image/smoke-test.sh [--image FILE] [--timeout SECONDS]
@@ -47,9 +48,10 @@ mkdir -p "$work"
 console="$work/console.log"
 agent_jid="smoke@buttons-tv"  # name from the boot-partition file below; host name from build.sh
 
-step "copy $(basename "$image")"
+step "copy $(basename "$image"), 512 MiB bigger (an SD card bigger than the image)"
 disk="$work/disk.img"
 cp --sparse=always "$image" "$disk"
+truncate -s +512M "$disk"
 # Partition offsets from the image's own table.
 read -r boot_start root_start < <(sfdisk --dump "$disk" | awk -F'[=,]' '/start=/ { printf "%s ", $2 } END { print "" }')
 boot_offset=$(( boot_start * 512 ))
@@ -81,17 +83,27 @@ probe=buttons-agent-ready-probe.service
 cat >"$work/$probe" <<'EOF'
 [Unit]
 Description=Smoke test: report buttons-agent's state once its start job is done
-After=buttons-agent.service
+After=buttons-agent.service buttons-grow-root.service
 [Service]
 Type=oneshot
 StandardOutput=tty
 TTYPath=/dev/console
 ExecStart=/bin/sh -c 'echo "SMOKE-PROBE buttons-agent ActiveState=$(systemctl show -P ActiveState buttons-agent) Status=$(systemctl show -P StatusText buttons-agent)"'
+ExecStart=/bin/sh -c 'echo "SMOKE-ROOT result=$(systemctl show -P Result buttons-grow-root) bytes=$(df -B1 --output=size / | tail -1 | tr -d " ")"'
 ExecStart=/bin/sh -c 'echo "SMOKE-WIFI result=$(systemctl show -P Result buttons-agent-wifi) $(grep -h -o "ssid=[0-9a-f]*" /etc/wpa_supplicant/wpa_supplicant-wlan0.conf)"'
 EOF
-root_part="$work/root.ext4"
 root_sectors=$(sfdisk --dump "$disk" | awk -F'[=,]' '/start=/ { n++; if (n == 2) print $4 }')
-dd if="$disk" of="$root_part" bs=512 skip="$root_start" count="$root_sectors" conv=sparse status=none
+# edit_root DISK: run the debugfs commands on stdin against DISK's root partition.
+edit_root() {
+    local root_part="$work/root.ext4"
+    dd if="$1" of="$root_part" bs=512 skip="$root_start" count="$root_sectors" conv=sparse status=none
+    debugfs -w "$root_part" >"$work/debugfs.log" 2>&1
+    grep -qi "error\|cannot\|not found" "$work/debugfs.log" && { cat "$work/debugfs.log"; die "debugfs failed"; }
+    dd if="$root_part" of="$1" bs=512 seek="$root_start" conv=notrunc,sparse status=none
+    rm -f "$root_part"
+}
+# The Pi 3 boot below gets an untouched copy (the virt boot changes this one).
+cp --sparse=always "$image" "$work/pi3.img"
 {
     echo "mkdir /var/lib/private"
     echo "set_inode_field /var/lib/private mode 040700"
@@ -103,10 +115,7 @@ dd if="$disk" of="$root_part" bs=512 skip="$root_start" count="$root_sectors" co
     done
     echo "write $work/$probe /etc/systemd/system/$probe"
     echo "set_inode_field /etc/systemd/system/$probe mode 0100644"
-} | debugfs -w "$root_part" >"$work/debugfs.log" 2>&1
-grep -qi "error\|cannot\|not found" "$work/debugfs.log" && { cat "$work/debugfs.log"; die "debugfs failed"; }
-dd if="$root_part" of="$disk" bs=512 seek="$root_start" conv=notrunc,sparse status=none
-rm -f "$root_part"
+} | edit_root "$disk"
 
 port=$(( 20000 + RANDOM % 20000 ))
 step "boot QEMU -M virt (cortex-a53, 2 vCPUs, 1 GiB); agent port 5298 → 127.0.0.1:$port"
@@ -138,6 +147,18 @@ if [[ "$probe_line" == *"ActiveState=active "* ]]; then
     step "READY: ${probe_line#SMOKE-PROBE }"
 else
     step "READY: FAIL: ${probe_line#SMOKE-PROBE }"
+    failed=1
+fi
+
+# First boot grew the root partition to the end of the (bigger) disk, and ext4 with it.
+wait_console "SMOKE-ROOT"
+root_line="$(plain_console | grep -m1 -o 'SMOKE-ROOT.*')"
+grown_bytes="$(echo "$root_line" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')"
+built_bytes=$(( root_sectors * 512 ))
+if [[ "$root_line" == *"result=success"* ]] && [ "${grown_bytes:-0}" -gt $(( built_bytes + 300 * 1024 * 1024 )) ]; then
+    step "root grown on first boot: PASS (partition as built $built_bytes bytes, file system now $grown_bytes bytes)"
+else
+    step "root grown on first boot: FAIL (${root_line#SMOKE-ROOT }; partition as built $built_bytes bytes)"
     failed=1
 fi
 
@@ -186,6 +207,49 @@ else
 fi
 stop_qemu
 trap - EXIT
-step "done (console log: $console)"
+
+# A second boot on QEMU's Raspberry Pi 3 model, from an SD card, with the image's own Pi 3
+# device tree: the IR receiver node binds gpio-ir-recv (/dev/lirc-rx), and the root grows on
+# an mmcblk disk. QEMU's SD card must be a power of two: 4 GiB. (No Pi firmware here either:
+# QEMU loads the kernel, initrd and DTB itself.)
+step "boot QEMU -M raspi3b from a 4 GiB SD card with the image's bcm2837-rpi-3-b.dtb"
+pi3_disk="$work/pi3.img"
+truncate -s 4G "$pi3_disk"
+MTOOLS_SKIP_CHECK=1 mcopy -o -i "$pi3_disk@@$boot_offset" ::/bcm2837-rpi-3-b.dtb "$work/bcm2837-rpi-3-b.dtb"
+pi3_probe=buttons-pi3-probe.service
+cat >"$work/$pi3_probe" <<'EOF'
+[Unit]
+Description=Smoke test: report the IR receiver and the root size on a Pi 3 device tree
+After=buttons-grow-root.service systemd-udev-settle.service
+[Service]
+Type=oneshot
+StandardOutput=tty
+TTYPath=/dev/console
+# udev loads gpio-ir-recv for the node; give it a moment under emulation.
+ExecStartPre=/bin/sh -c 'for i in $(seq 60); do [ -e /dev/lirc-rx ] && break; sleep 1; done'
+ExecStart=/bin/sh -c 'echo "SMOKE-PI3 model=$(tr -d "\\0" </proc/device-tree/model | tr " " _) bound=$(ls /sys/bus/platform/drivers/gpio_ir_recv | grep -c ir-receiver) rx=$(readlink /dev/lirc-rx) grow=$(systemctl show -P Result buttons-grow-root) root=$(findmnt -no SOURCE /) bytes=$(df -B1 --output=size / | tail -1 | tr -d " ")"'
+EOF
+printf 'write %s /etc/systemd/system/%s\nset_inode_field /etc/systemd/system/%s mode 0100644\n' \
+    "$work/$pi3_probe" "$pi3_probe" "$pi3_probe" | edit_root "$pi3_disk"
+console="$work/console-pi3.log"
+qemu-system-aarch64 -M raspi3b -display none -monitor none -serial "file:$console" \
+    -kernel "$out/vmlinuz" -initrd "$out/initrd.img" -dtb "$work/bcm2837-rpi-3-b.dtb" \
+    -append "console=ttyAMA0 root=/dev/mmcblk0p2 rw rootwait systemd.wants=$pi3_probe" \
+    -drive "file=$pi3_disk,if=sd,format=raw" </dev/null >"$work/qemu-pi3.log" 2>&1 &
+qemu=$!
+trap stop_qemu EXIT
+wait_console "SMOKE-PI3"
+pi3_line="$(plain_console | grep -m1 -o 'SMOKE-PI3.*')"
+pi3_bytes="$(echo "$pi3_line" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')"
+if [[ "$pi3_line" == *"bound=1 rx=lirc"*"grow=success root=/dev/mmcblk0p2"* ]] \
+    && [ "${pi3_bytes:-0}" -gt $(( 3 * 1024 * 1024 * 1024 )) ]; then
+    step "Pi 3 device tree: IR receiver bound, root grown on the SD card: PASS (${pi3_line#SMOKE-PI3 })"
+else
+    step "Pi 3 device tree: FAIL (${pi3_line#SMOKE-PI3 })"
+    failed=1
+fi
+stop_qemu
+trap - EXIT
+step "done (console logs: $work/console.log, $console)"
 [ "$failed" = 0 ] || { echo "SMOKE TEST FAILED"; exit 1; }
 echo "SMOKE TEST PASSED"
