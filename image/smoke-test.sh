@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Boot the built image under QEMU (-M virt, cortex-a53, Debian's arm64 kernel + the image's
 # initrd) and check: the root file system grows to fill a bigger disk on first boot, systemd
-# reaches buttons-agent's READY, the agent reads the boot partition's buttons-agent.toml, a
-# paired phone on the host presses a button over a forwarded port, and `buttons-agent
-# selftest` passes inside the guest. Prints the time each
-# step took. Run as root after image/build.sh; see image/README.md.
+# reaches buttons-agent's READY, the agent reads the boot partition's buttons-agent.toml, the
+# Wi-Fi set up from it joins a simulated access point, a paired phone on the host presses a
+# button over a forwarded port, and `buttons-agent selftest` passes inside the guest. Then
+# boot QEMU's Raspberry Pi 3 model from an SD card with the image's Pi 3 device tree: the IR
+# receiver's driver binds, the root grows on the card. Prints the time each step took. Run as
+# root after image/build.sh; see image/README.md.
 #
 #   nice -n 10 image/smoke-test.sh [--image FILE] [--timeout SECONDS]
 #
@@ -91,6 +93,38 @@ TTYPath=/dev/console
 ExecStart=/bin/sh -c 'echo "SMOKE-PROBE buttons-agent ActiveState=$(systemctl show -P ActiveState buttons-agent) Status=$(systemctl show -P StatusText buttons-agent)"'
 ExecStart=/bin/sh -c 'echo "SMOKE-ROOT result=$(systemctl show -P Result buttons-grow-root) bytes=$(df -B1 --output=size / | tail -1 | tr -d " ")"'
 ExecStart=/bin/sh -c 'echo "SMOKE-WIFI result=$(systemctl show -P Result buttons-agent-wifi) $(grep -h -o "ssid=[0-9a-f]*" /etc/wpa_supplicant/wpa_supplicant-wlan0.conf)"'
+ExecStart=/bin/sh -c 'for i in $(seq 120); do ip -4 -o addr show dev wlan0 | grep -q "inet 192.168.77." && break; sleep 1; done; echo "SMOKE-JOIN wlan0 $(ip -4 -o addr show dev wlan0 | grep -o "inet [0-9.]*") $(cat /sys/class/net/wlan0/operstate)"'
+EOF
+# An access point for the image's Wi-Fi to join: mac80211_hwsim gives the guest two simulated
+# radios (wlan0, wlan1); wpa_supplicant in AP mode serves "smoke-net" (WPA2-PSK) on wlan1 and
+# systemd-networkd hands out addresses there. wlan0 is left to the image's own set-up.
+cat >"$work/smoke-ap.conf" <<'EOF'
+country=DE
+network={
+    ssid="smoke-net"
+    mode=2
+    frequency=2412
+    key_mgmt=WPA-PSK
+    proto=RSN
+    pairwise=CCMP
+    group=CCMP
+    psk="correct horse battery"
+}
+EOF
+cat >"$work/smoke-ap.service" <<'EOF'
+[Unit]
+Description=Smoke test: WPA2 access point "smoke-net" on the simulated radio wlan1
+BindsTo=sys-subsystem-net-devices-wlan1.device
+After=sys-subsystem-net-devices-wlan1.device
+[Service]
+ExecStart=/sbin/wpa_supplicant -i wlan1 -c /etc/smoke-ap.conf
+EOF
+cat >"$work/10-smoke-ap.network" <<'EOF'
+[Match]
+Name=wlan1
+[Network]
+Address=192.168.77.1/24
+DHCPServer=yes
 EOF
 root_sectors=$(sfdisk --dump "$disk" | awk -F'[=,]' '/start=/ { n++; if (n == 2) print $4 }')
 # edit_root DISK: run the debugfs commands on stdin against DISK's root partition.
@@ -113,6 +147,12 @@ cp --sparse=always "$image" "$work/pi3.img"
         echo "write $file /var/lib/private/buttons-agent/$(basename "$file")"
         echo "set_inode_field /var/lib/private/buttons-agent/$(basename "$file") mode 0100600"
     done
+    echo "write $work/smoke-ap.conf /etc/smoke-ap.conf"
+    echo "set_inode_field /etc/smoke-ap.conf mode 0100600"
+    echo "write $work/smoke-ap.service /etc/systemd/system/smoke-ap.service"
+    echo "set_inode_field /etc/systemd/system/smoke-ap.service mode 0100644"
+    echo "write $work/10-smoke-ap.network /etc/systemd/network/10-smoke-ap.network"
+    echo "set_inode_field /etc/systemd/network/10-smoke-ap.network mode 0100644"
     echo "write $work/$probe /etc/systemd/system/$probe"
     echo "set_inode_field /etc/systemd/system/$probe mode 0100644"
 } | edit_root "$disk"
@@ -122,7 +162,7 @@ step "boot QEMU -M virt (cortex-a53, 2 vCPUs, 1 GiB); agent port 5298 → 127.0.
 qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 2 -m 1024 \
     -display none -monitor none -serial "file:$console" \
     -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
-    -append "console=ttyAMA0 root=/dev/vda2 rw systemd.wants=$probe systemd.wants=buttons-agent-selftest.service" \
+    -append "console=ttyAMA0 root=/dev/vda2 rw modules-load=mac80211_hwsim systemd.wants=smoke-ap.service systemd.wants=$probe systemd.wants=buttons-agent-selftest.service" \
     -drive "file=$disk,if=virtio,format=raw" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:5298" -device virtio-net-pci,netdev=net0 \
     </dev/null >"$work/qemu.log" 2>&1 &
@@ -162,13 +202,22 @@ else
     failed=1
 fi
 
-# The [wifi] table above became wpa_supplicant's file at boot (no radio in QEMU to join it).
+# The [wifi] table above became wpa_supplicant's file at boot, and wlan0 joined the simulated
+# access point with it (WPA2 handshake with the derived key, then DHCP).
 wait_console "SMOKE-WIFI"
 wifi_line="$(plain_console | grep -m1 -o 'SMOKE-WIFI.*')"
 if [[ "$wifi_line" == *"result=success ssid=$(printf smoke-net | od -An -tx1 | tr -d ' \n')"* ]]; then
     step "Wi-Fi settings from the boot partition: PASS (${wifi_line#SMOKE-WIFI })"
 else
     step "Wi-Fi settings from the boot partition: FAIL (${wifi_line#SMOKE-WIFI })"
+    failed=1
+fi
+wait_console "SMOKE-JOIN"
+join_line="$(plain_console | grep -m1 -o 'SMOKE-JOIN.*')"
+if [[ "$join_line" == *"inet 192.168.77."*" up"* ]]; then
+    step "Wi-Fi joined (simulated radio, WPA2 access point smoke-net): PASS (${join_line#SMOKE-JOIN })"
+else
+    step "Wi-Fi joined: FAIL (${join_line#SMOKE-JOIN })"
     failed=1
 fi
 
