@@ -13,6 +13,9 @@ IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm
 # The container test's root filesystem is built before the tests: they run in a private
 # network namespace that cannot reach the Debian mirror.
 SYSTEMD_TEST_ROOTFS := build/systemd-test-rootfs.tar
+# Debian's Raspberry Pi DTBs, for tests/image/ (the overlays are applied to them); fetched
+# before the tests for the same reason.
+DEBIAN_DTBS := build/debian-dtbs/.fetched
 
 .PHONY: demo test check lint typecheck bench system-deps venv clean \
 	systemd-test install uninstall image-deps image image-test screenshots
@@ -35,11 +38,15 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test: system-deps venv lint typecheck $(SYSTEMD_TEST_ROOTFS)
+test: system-deps venv lint typecheck $(SYSTEMD_TEST_ROOTFS) $(DEBIAN_DTBS)
 	$(PY) -m pytest
 
 $(SYSTEMD_TEST_ROOTFS): systemd/test-in-nspawn.sh
 	systemd/test-in-nspawn.sh --rootfs-only
+
+$(DEBIAN_DTBS): image/debian-dtbs.sh
+	image/debian-dtbs.sh
+	touch $@
 
 # The unit under a real systemd (also part of `make test`).
 systemd-test: system-deps venv $(SYSTEMD_TEST_ROOTFS)

@@ -51,7 +51,8 @@ need mcopy mtools
 need mkfs.ext4 e2fsprogs
 need sfdisk fdisk
 need python3 python3
-need fdtget device-tree-compiler
+need dtc device-tree-compiler
+need fdtoverlay device-tree-compiler
 [ "$compress" = no ] || need xz xz-utils
 if [ "$(dpkg --print-architecture)" != arm64 ]; then
     [ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || [ -x /usr/bin/qemu-aarch64-static ] \
@@ -70,6 +71,15 @@ rootfs="$work/rootfs"
 mkdir -p "$out"
 rm -rf "$work"
 mkdir -p "$work"
+
+# -- device-tree overlays (image/overlays/*.dts) --------------------------------------------
+# Compiled first so that a mistake in a source stops the build at once. -@ keeps their labels
+# (`gpio`) as fixups for the firmware to resolve against the DTB's __symbols__.
+mkdir -p "$work/overlays"
+for source in "$here"/overlays/*.dts; do
+    dtc -@ -I dts -O dtb -o "$work/overlays/$(basename "$source" .dts).dtbo" "$source" \
+        || die "dtc could not compile $source"
+done
 
 # -- the project's wheel ---------------------------------------------------------------------
 step "wheel"
@@ -153,13 +163,12 @@ ROOTPART=LABEL=buttons-root
 CONSOLES="serial0,115200 tty1"
 KERNEL_ARCH=arm64
 EOF
-# IR receiver: not a config.txt overlay (Debian's firmware has no overlays/ and its DTBs no
-# __symbols__) but a node written into each DTB by buttons-ir-receiver-dtb, re-run whenever
-# raspi-firmware copies the DTBs afresh (kernel upgrade, initramfs update).
-cat >"$rootfs/etc/default/buttons-ir" <<'EOF'
-# buttons-agent image: the GPIO (BCM number) of the IR receiver's output (a TSOP38238 or
-# similar). After a change run: sudo /etc/kernel/postinst.d/z60-buttons-ir-receiver; reboot.
-IR_RECEIVER_GPIO=18
+# Appended to config.txt by raspi-firmware's hook, which rewrites config.txt on every kernel or
+# initramfs update: this file, not config.txt, is where a change lasts.
+cat >"$rootfs/etc/default/raspi-firmware-custom" <<'EOF'
+# buttons-agent: IR receiver module's output on GPIO18 (overlays/buttons-ir-receiver.dtbo,
+# the kernel's gpio-ir-recv). Another pin: dtoverlay=buttons-ir-receiver,gpio_pin=23
+dtoverlay=buttons-ir-receiver
 EOF
 in_root apt-get update -q >"$work/apt-update.log" 2>&1 \
     || { tail -20 "$work/apt-update.log"; die "apt-get update in the rootfs failed"; }
@@ -170,10 +179,11 @@ in_root apt-get install -y -q --no-install-recommends \
     >"$work/kernel-install.log" 2>&1 \
     || { tail -20 "$work/kernel-install.log"; die "installing linux-image-arm64 raspi-firmware device-tree-compiler cloud-guest-utils failed"; }
 sed -i 's/^update_initramfs=.*/update_initramfs=yes/' "$rootfs/etc/initramfs-tools/update-initramfs.conf"
-# Installed only now that fdtget and the DTBs are there; from here on they run after
-# raspi-firmware's own z50 hooks.
+# Debian's DTBs have no __symbols__, without which the firmware can apply no overlay: the hook
+# adds the one our overlays use. Installed only now that fdtput and the DTBs are there; from
+# here on it runs after raspi-firmware's own z50 hooks, which copy fresh DTBs each time.
 for hooks in kernel/postinst.d initramfs/post-update.d; do
-    install -D -m 0755 "$here/buttons-ir-receiver-dtb" "$rootfs/etc/$hooks/z60-buttons-ir-receiver"
+    install -D -m 0755 "$here/buttons-dtb-symbols" "$rootfs/etc/$hooks/z60-buttons-dtb-symbols"
 done
 kversion="$(basename "$(ls -d "$rootfs"/lib/modules/*)")"
 step "initramfs for $kversion (raspi-firmware copies kernel, initrd, DTBs to /boot/firmware)"
@@ -182,16 +192,39 @@ in_root update-initramfs -u -k "$kversion" >"$work/initramfs.log" 2>&1 \
 for file in config.txt cmdline.txt start4.elf bootcode.bin bcm2711-rpi-4-b.dtb bcm2837-rpi-3-b-plus.dtb; do
     [ -e "$rootfs/boot/firmware/$file" ] || die "raspi-firmware did not produce /boot/firmware/$file"
 done
-# The initramfs hook above ran raspi-firmware's copy, then ours: every DTB has the receiver.
+install -d "$rootfs/boot/firmware/overlays"
+install -m 0644 "$work"/overlays/*.dtbo "$rootfs/boot/firmware/overlays/"
+grep -qx "dtoverlay=buttons-ir-receiver" "$rootfs/boot/firmware/config.txt" \
+    || die "config.txt lacks dtoverlay=buttons-ir-receiver"
+# What the firmware will do at boot, done here on every DTB shipped (after raspi-firmware's
+# copy and our symbols hook): the overlay applies and the receiver is on the GPIO controller.
 for dtb in "$rootfs"/boot/firmware/bcm2711-*.dtb "$rootfs"/boot/firmware/bcm2837-*.dtb; do
-    [ "$(fdtget -t s "$dtb" /ir-receiver compatible 2>/dev/null)" = gpio-ir-receiver ] \
-        || die "$(basename "$dtb") has no IR receiver node (see $work/initramfs.log)"
+    fdtoverlay -i "$dtb" -o "$work/check.dtb" "$rootfs/boot/firmware/overlays/buttons-ir-receiver.dtbo" \
+        || die "the IR receiver overlay does not apply to $(basename "$dtb") (see $work/initramfs.log)"
+    [ "$(fdtget -t u "$work/check.dtb" /buttons-ir-receiver gpios)" \
+        = "$(fdtget -t u "$work/check.dtb" /soc/gpio@7e200000 phandle) 18 1" ] \
+        || die "$(basename "$dtb") + buttons-ir-receiver.dtbo: the receiver is not on GPIO18"
 done
+rm -f "$work/check.dtb"
+# tests/image/ checks the overlays against these DTBs: keep a copy (image/debian-dtbs.sh).
+# shellcheck disable=SC2016  # ${Version} is dpkg-query's field, not the shell's
+dtbs="$project/build/debian-dtbs/linux-image-${kversion}_$(in_root dpkg-query -W -f '${Version}' "linux-image-$kversion")"
+if [ ! -d "$dtbs" ]; then
+    mkdir -p "$dtbs.partial"
+    cp "$rootfs/usr/lib/linux-image-$kversion/broadcom"/bcm2[78]*.dtb "$dtbs.partial/"
+    echo "linux-image-$kversion from image/build.sh's root file system ($mirror $suite)" >"$dtbs.partial/SOURCE"
+    rm -rf "$dtbs" && mv "$dtbs.partial" "$dtbs"
+fi
 find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-recv.ko*' | grep -q . \
-    || die "$kversion has no gpio-ir-recv module: the IR receiver node would have no driver"
+    || die "$kversion has no gpio-ir-recv module: the IR receiver overlay would have no driver"
 # Say what the Debian kernel cannot do, rather than pretend (see image/README.md).
-find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-tx.ko*' | grep -q . \
-    || echo "NOTE: Debian's $kversion has no gpio-ir-tx (nor pwm-ir-tx) module: IR sending needs a USB IR transceiver (mceusb) with this kernel"
+tx_drivers="$(find "$rootfs/lib/modules/$kversion" \( -name 'gpio-ir-tx.ko*' -o -name 'pwm-ir-tx.ko*' \) -printf '%f ')"
+if [ -z "$tx_drivers" ]; then
+    off="$(grep -hE '^# CONFIG_IR_(GPIO|PWM)_TX is not set' "$rootfs/boot/config-$kversion" | sed 's/^# //; s/ is not set//' | paste -sd/ -)"
+    echo "NOTE: $kversion has no GPIO IR transmitter driver (${off:-no gpio-ir-tx/pwm-ir-tx module} not set): IR sending needs a USB IR transceiver (mceusb) with this kernel"
+else
+    echo "NOTE: $kversion has $tx_drivers: image/overlays/ has no transmitter overlay for it yet"
+fi
 
 # -- system configuration --------------------------------------------------------------------
 step "system configuration"
