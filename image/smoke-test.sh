@@ -186,55 +186,57 @@ wait_console() {
         sleep 2
     done
 }
+# probe_report TAG: wait for a probe's console line starting with TAG; print what follows it.
+probe_report() {
+    wait_console "$1" >&2
+    plain_console | grep -m1 -o "$1 .*" | cut -d' ' -f2-
+}
+# field KEY LINE: the number after KEY= in a probe's line.
+field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$2"; }
 failed=0
-wait_console "SMOKE-PROBE buttons-agent"
-probe_line="$(plain_console | grep -m1 -o 'SMOKE-PROBE buttons-agent.*')"
+probe_line="$(probe_report SMOKE-PROBE)"
 if [[ "$probe_line" == *"ActiveState=active "* ]]; then
-    step "READY: ${probe_line#SMOKE-PROBE }"
+    step "READY: $probe_line"
 else
-    step "READY: FAIL: ${probe_line#SMOKE-PROBE }"
+    step "READY: FAIL: $probe_line"
     failed=1
 fi
 
 # First boot grew the root partition to the end of the (bigger) disk, and ext4 with it. As
 # built, the ext4 fills its partition exactly (mkfs.ext4 on a file of the partition's size).
-wait_console "SMOKE-ROOT"
-root_line="$(plain_console | grep -m1 -o 'SMOKE-ROOT.*')"
-grown_bytes="$(echo "$root_line" | sed -n 's/.*ext4=\([0-9]*\).*/\1/p')"
+root_line="$(probe_report SMOKE-ROOT)"
+grown_bytes="$(field ext4 "$root_line")"
 built_bytes=$(( root_sectors * 512 ))
 # All but alignment slack of the 512 MiB added to the disk.
 if [[ "$root_line" == *"result=success"* ]] && [ "${grown_bytes:-0}" -ge $(( built_bytes + 500 * 1024 * 1024 )) ]; then
-    step "root grown on first boot: PASS (ext4 as built $built_bytes bytes, now $grown_bytes bytes; ${root_line#SMOKE-ROOT })"
+    step "root grown on first boot: PASS (ext4 as built $built_bytes bytes, now $grown_bytes bytes; $root_line)"
 else
-    step "root grown on first boot: FAIL (ext4 as built $built_bytes bytes; ${root_line#SMOKE-ROOT })"
+    step "root grown on first boot: FAIL (ext4 as built $built_bytes bytes; $root_line)"
     failed=1
 fi
-wait_console "SMOKE-REGROW"
-regrow_line="$(plain_console | grep -m1 -o 'SMOKE-REGROW.*')"
-grown_partition="$(echo "$root_line" | sed -n 's/.*partition=\([0-9]*\).*/\1/p')"
+regrow_line="$(probe_report SMOKE-REGROW)"
+grown_partition="$(field partition "$root_line")"
 if [[ "$regrow_line" == *"rc=0 partition=$grown_partition marker=yes"* ]]; then
-    step "growing the root again changes nothing: PASS (${regrow_line#SMOKE-REGROW })"
+    step "growing the root again changes nothing: PASS ($regrow_line)"
 else
-    step "growing the root again: FAIL (${regrow_line#SMOKE-REGROW }; partition after the first boot $grown_partition)"
+    step "growing the root again: FAIL ($regrow_line; partition after the first boot $grown_partition)"
     failed=1
 fi
 
 # The [wifi] table above became wpa_supplicant's file at boot, and wlan0 joined the simulated
 # access point with it (WPA2 handshake with the derived key, then DHCP).
-wait_console "SMOKE-WIFI"
-wifi_line="$(plain_console | grep -m1 -o 'SMOKE-WIFI.*')"
+wifi_line="$(probe_report SMOKE-WIFI)"
 if [[ "$wifi_line" == *"result=success ssid=$(printf smoke-net | od -An -tx1 | tr -d ' \n')"* ]]; then
-    step "Wi-Fi settings from the boot partition: PASS (${wifi_line#SMOKE-WIFI })"
+    step "Wi-Fi settings from the boot partition: PASS ($wifi_line)"
 else
-    step "Wi-Fi settings from the boot partition: FAIL (${wifi_line#SMOKE-WIFI })"
+    step "Wi-Fi settings from the boot partition: FAIL ($wifi_line)"
     failed=1
 fi
-wait_console "SMOKE-JOIN"
-join_line="$(plain_console | grep -m1 -o 'SMOKE-JOIN.*')"
+join_line="$(probe_report SMOKE-JOIN)"
 if [[ "$join_line" == *"inet 192.168.77."*" up"* ]]; then
-    step "Wi-Fi joined (simulated radio, WPA2 access point smoke-net): PASS (${join_line#SMOKE-JOIN })"
+    step "Wi-Fi joined (simulated radio, WPA2 access point smoke-net): PASS ($join_line)"
 else
-    step "Wi-Fi joined: FAIL (${join_line#SMOKE-JOIN })"
+    step "Wi-Fi joined: FAIL ($join_line)"
     failed=1
 fi
 
@@ -317,14 +319,13 @@ qemu-system-aarch64 -M raspi3b -display none -monitor none -serial "file:$consol
     -drive "file=$pi3_disk,if=sd,format=raw" </dev/null >"$work/qemu-pi3.log" 2>&1 &
 qemu=$!
 trap stop_qemu EXIT
-wait_console "SMOKE-PI3"
-pi3_line="$(plain_console | grep -m1 -o 'SMOKE-PI3.*')"
-pi3_bytes="$(echo "$pi3_line" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')"
+pi3_line="$(probe_report SMOKE-PI3)"
+pi3_bytes="$(field bytes "$pi3_line")"
 if [[ "$pi3_line" == *"bound=1 rx=lirc"*"grow=success root=/dev/mmcblk0p2"* ]] \
     && [ "${pi3_bytes:-0}" -gt $(( 3 * 1024 * 1024 * 1024 )) ]; then
-    step "Pi 3 device tree: IR receiver bound, root grown on the SD card: PASS (${pi3_line#SMOKE-PI3 })"
+    step "Pi 3 device tree: IR receiver bound, root grown on the SD card: PASS ($pi3_line)"
 else
-    step "Pi 3 device tree: FAIL (${pi3_line#SMOKE-PI3 })"
+    step "Pi 3 device tree: FAIL ($pi3_line)"
     failed=1
 fi
 stop_qemu
