@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 from agent.backends.lirc.config import LircConfig
 from agent.backends.router import RouterConfig
 from agent.hw.gpio import GpioConfig
+from agent.ir_pins import IrConfig
 from agent.web.config import WebConfig
 from agent.wifi import WifiConfig
 
@@ -125,6 +126,8 @@ class Config:
     xmpp_account: XmppAccountConfig = field(default_factory=XmppAccountConfig)
     #: Read only by `python -m agent.service wifi` (the Pi image runs it at boot).
     wifi: WifiConfig = field(default_factory=WifiConfig)
+    #: Read only by `python -m agent.service ir-pins` (the Pi image runs it at boot).
+    ir: IrConfig = field(default_factory=IrConfig)
 
     @property
     def jid(self) -> str:

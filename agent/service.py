@@ -12,8 +12,10 @@ import argparse
 import faulthandler
 import logging
 import os
+import shlex
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -263,6 +265,24 @@ def serve(
     return EXIT_OK
 
 
+def _load_for_boot(command: str, config: Path | None) -> tuple[config_module.Config, str, bool]:
+    """(config, where it came from, whether a file was skipped) for a boot-time command; each
+    skipped file is reported on stderr, for the journal."""
+    candidates = [config] if config else SERVICE_CONFIG_CANDIDATES
+    loaded, used, problems = load_with_fallback(candidates)
+    for problem in problems:
+        print(f"buttons-agent {command}: skipped: {problem}", file=sys.stderr)
+    return loaded, str(used) if used else "the built-in defaults", bool(problems)
+
+
+def _boot_parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m agent.service {command}", description=description
+    )
+    parser.add_argument("--config", type=Path, help="read this file instead of the candidates")
+    return parser
+
+
 def wifi_main(argv: Sequence[str]) -> int:
     """Write the wpa_supplicant file from the `[wifi]` table of the first valid config file.
 
@@ -271,19 +291,13 @@ def wifi_main(argv: Sequence[str]) -> int:
     """
     from agent import wifi
 
-    parser = argparse.ArgumentParser(
-        prog="python -m agent.service wifi",
-        description="Write the wpa_supplicant file from the [wifi] table of the config.",
+    parser = _boot_parser(
+        "wifi", "Write the wpa_supplicant file from the [wifi] table of the config."
     )
-    parser.add_argument("--config", type=Path, help="read this file instead of the candidates")
     parser.add_argument("--output", type=Path, default=wifi.WPA_CONF_PATH)
     args = parser.parse_args(list(argv))
-    candidates = [args.config] if args.config else SERVICE_CONFIG_CANDIDATES
-    config, used, problems = load_with_fallback(candidates)
-    for problem in problems:
-        print(f"buttons-agent wifi: skipped: {problem}", file=sys.stderr)
-    source = str(used) if used else "the built-in defaults"
-    if problems and not config.wifi.enabled:
+    config, source, skipped = _load_for_boot("wifi", args.config)
+    if skipped and not config.wifi.enabled:
         print(f"buttons-agent wifi: kept {args.output} as it was (see above)")
         return EXIT_OK
     try:
@@ -294,9 +308,57 @@ def wifi_main(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def ir_pins_main(argv: Sequence[str]) -> int:
+    """Write config.txt's IR overlay lines from the `[ir]` table of the first valid config
+    file; with --reboot, reboot once when config.txt changed (the firmware reads it only at
+    power-on).
+
+    If a file had to be skipped for a mistake, the lines are kept: a typo elsewhere in the
+    boot file must not move the pins back to the defaults.
+    """
+    from agent import ir_pins
+
+    parser = _boot_parser("ir-pins", "Set config.txt's IR overlays from the [ir] table.")
+    parser.add_argument("--config-txt", type=Path, default=ir_pins.CONFIG_TXT_PATH)
+    parser.add_argument("--firmware-custom", type=Path, default=ir_pins.FIRMWARE_CUSTOM_PATH)
+    parser.add_argument("--reboot", action="store_true", help="reboot if config.txt changed")
+    parser.add_argument("--reboot-marker", type=Path, default=ir_pins.REBOOT_MARKER_PATH)
+    parser.add_argument("--reboot-command", default="systemctl --no-block reboot")
+    args = parser.parse_args(list(argv))
+    config, source, skipped = _load_for_boot("ir-pins", args.config)
+    if skipped:
+        print(f"buttons-agent ir-pins: kept the IR overlay lines of {args.config_txt} (see above)")
+        return EXIT_OK
+    gpio = config.gpio
+    taken = {"pair_button_pin": gpio.pair_button_pin, "status_led_pin": gpio.status_led_pin}
+    try:
+        applied = ir_pins.apply(
+            config.ir, source, taken if gpio.enabled else {}, args.config_txt, args.firmware_custom
+        )
+        print(f"buttons-agent ir-pins: {applied.message}")
+        if args.reboot and ir_pins.may_reboot_for(applied, args.reboot_marker):
+            print("buttons-agent ir-pins: rebooting once for the firmware to apply it")
+            subprocess.run(shlex.split(args.reboot_command), check=True)
+        elif args.reboot and applied.changed:
+            print(
+                f"buttons-agent ir-pins: {args.config_txt} lost these lines since the last "
+                "reboot for them: not rebooting again",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    except (ir_pins.IrSettingError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"buttons-agent ir-pins: {source}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    commands: dict[str, Callable[[Sequence[str]], int]] = {"run": run_main, "wifi": wifi_main}
+    commands: dict[str, Callable[[Sequence[str]], int]] = {
+        "run": run_main,
+        "wifi": wifi_main,
+        "ir-pins": ir_pins_main,
+    }
     from agent.selftest.runner import selftest_main
 
     commands["selftest"] = selftest_main
