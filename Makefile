@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # systemd-container + mmdebstrap: the unit is tested under a real systemd in a container.
 APT_PACKAGES := kodi xvfb lirc prosody iproute2 python3-venv \
 	finch avahi-daemon dbus tmux chromium chromium-driver systemd-container mmdebstrap \
-	wpasupplicant device-tree-compiler
+	wpasupplicant device-tree-compiler e2fsprogs
 # What `make image` needs on top (cross-arch root filesystem, QEMU boot test, FAT/ext4 tools).
 IMAGE_APT_PACKAGES := mmdebstrap qemu-user-static binfmt-support qemu-system-arm \
 	dosfstools mtools e2fsprogs fdisk xz-utils device-tree-compiler
@@ -18,7 +18,7 @@ SYSTEMD_TEST_ROOTFS := build/systemd-test-rootfs.tar
 DEBIAN_DTBS := build/debian-dtbs/.fetched
 
 .PHONY: demo test check lint typecheck bench system-deps venv clean \
-	systemd-test install uninstall image-deps image image-test screenshots
+	systemd-test install uninstall image-deps image image-test image-reproducible screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,12 +73,17 @@ image: image-deps
 image-test: image-deps
 	image/smoke-test.sh
 
+# Build the image twice and check both are the same, byte for byte.
+image-reproducible: image-deps
+	nice -n 10 image/check-reproducible.sh
+
 lint: venv
-	$(VENV)/bin/ruff check agent tests bench
-	$(VENV)/bin/ruff format --check agent tests bench
+	$(VENV)/bin/ruff check agent tests bench image/ext4-set-times
+	$(VENV)/bin/ruff format --check agent tests bench image/ext4-set-times
 
 typecheck: venv
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict image/ext4-set-times
 
 bench: venv
 	$(PY) -m bench

@@ -34,6 +34,20 @@ while [ $# -gt 0 ]; do
 done
 
 die() { echo "build.sh: $*" >&2; exit 1; }
+# Reproducible: the same tree, mirror state and PyPI pins give the same image, byte for byte.
+# Every time stamp the build makes is this one (the last commit's, unless given): the
+# wheel's, the packages' maintainer scripts' (user database, initramfs), pip's byte code
+# (hash-checked .pyc instead of time-stamped), every file newer than it, and the file systems'.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    SOURCE_DATE_EPOCH="$(git -C "$project" log -1 --format=%ct 2>/dev/null)" \
+        || die "not a git checkout: set SOURCE_DATE_EPOCH (seconds since 1970) for the image's time stamps"
+fi
+export SOURCE_DATE_EPOCH
+# fixed_uuid NAME: a UUID of its own for each file system, the same in every build of a version.
+fixed_uuid() {
+    sha256sum <<<"buttons-agent $version $1 $SOURCE_DATE_EPOCH" \
+        | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/'
+}
 t0=$(date +%s)
 last=$t0
 step() {
@@ -130,6 +144,13 @@ for fs in proc sys dev; do
     mounted+=("$rootfs/$fs")
 done
 in_root() { chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
+# logged NAME WHAT COMMAND...: run COMMAND with its output in $work/NAME.log; on failure show
+# the log's end and stop with "WHAT failed".
+logged() {
+    local log="$work/$1.log" what="$2"
+    shift 2
+    "$@" >"$log" 2>&1 || { tail -30 "$log"; die "$what failed (log: $log)"; }
+}
 rm -f "$rootfs/etc/resolv.conf"  # systemd-resolved's stub link: dangling in a chroot
 cp /etc/resolv.conf "$rootfs/etc/resolv.conf"  # apt and pip inside the chroot
 
@@ -167,17 +188,18 @@ EOF
 # initramfs update: this file, not config.txt, is where a change lasts.
 cat >"$rootfs/etc/default/raspi-firmware-custom" <<'EOF'
 # buttons-agent: IR receiver module's output on GPIO18 (overlays/buttons-ir-receiver.dtbo,
-# the kernel's gpio-ir-recv). Another pin: dtoverlay=buttons-ir-receiver,gpio_pin=23
+# the kernel's gpio-ir-recv) and IR LED on GPIO17 (overlays/buttons-ir-transmitter.dtbo,
+# gpio-ir-tx built by DKMS). Other pins: [ir] in the boot partition's buttons-agent.toml;
+# buttons-agent-ir-pins.service rewrites these two lines (and config.txt's) at boot.
 dtoverlay=buttons-ir-receiver
+dtoverlay=buttons-ir-transmitter
 EOF
-in_root apt-get update -q >"$work/apt-update.log" 2>&1 \
-    || { tail -20 "$work/apt-update.log"; die "apt-get update in the rootfs failed"; }
+logged apt-update "apt-get update in the rootfs" in_root apt-get update -q
 # --force-confold: keep our /etc/default/raspi-firmware (a conffile we wrote first).
-in_root apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    linux-image-arm64 raspi-firmware device-tree-compiler cloud-guest-utils \
-    >"$work/kernel-install.log" 2>&1 \
-    || { tail -20 "$work/kernel-install.log"; die "installing linux-image-arm64 raspi-firmware device-tree-compiler cloud-guest-utils failed"; }
+kernel_packages=(linux-image-arm64 raspi-firmware device-tree-compiler cloud-guest-utils)
+logged kernel-install "installing ${kernel_packages[*]}" \
+    in_root apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${kernel_packages[@]}"
 sed -i 's/^update_initramfs=.*/update_initramfs=yes/' "$rootfs/etc/initramfs-tools/update-initramfs.conf"
 # Debian's DTBs have no __symbols__, without which the firmware can apply no overlay: the hook
 # adds the one our overlays use. Installed only now that fdtput and the DTBs are there; from
@@ -186,29 +208,32 @@ for hooks in kernel/postinst.d initramfs/post-update.d; do
     install -D -m 0755 "$here/buttons-dtb-symbols" "$rootfs/etc/$hooks/z60-buttons-dtb-symbols"
 done
 kversion="$(basename "$(ls -d "$rootfs"/lib/modules/*)")"
+# shellcheck disable=SC2016  # ${Version} is dpkg-query's field, not the shell's
+kernel_package_version="$(in_root dpkg-query -W -f '${Version}' "linux-image-$kversion")"
 step "initramfs for $kversion (raspi-firmware copies kernel, initrd, DTBs to /boot/firmware)"
-in_root update-initramfs -u -k "$kversion" >"$work/initramfs.log" 2>&1 \
-    || { tail -20 "$work/initramfs.log"; die "update-initramfs failed"; }
+logged initramfs "update-initramfs" in_root update-initramfs -u -k "$kversion"
 for file in config.txt cmdline.txt start4.elf bootcode.bin bcm2711-rpi-4-b.dtb bcm2837-rpi-3-b-plus.dtb; do
     [ -e "$rootfs/boot/firmware/$file" ] || die "raspi-firmware did not produce /boot/firmware/$file"
 done
 install -d "$rootfs/boot/firmware/overlays"
 install -m 0644 "$work"/overlays/*.dtbo "$rootfs/boot/firmware/overlays/"
-grep -qx "dtoverlay=buttons-ir-receiver" "$rootfs/boot/firmware/config.txt" \
-    || die "config.txt lacks dtoverlay=buttons-ir-receiver"
 # What the firmware will do at boot, done here on every DTB shipped (after raspi-firmware's
-# copy and our symbols hook): the overlay applies and the receiver is on the GPIO controller.
-for dtb in "$rootfs"/boot/firmware/bcm2711-*.dtb "$rootfs"/boot/firmware/bcm2837-*.dtb; do
-    fdtoverlay -i "$dtb" -o "$work/check.dtb" "$rootfs/boot/firmware/overlays/buttons-ir-receiver.dtbo" \
-        || die "the IR receiver overlay does not apply to $(basename "$dtb") (see $work/initramfs.log)"
-    [ "$(fdtget -t u "$work/check.dtb" /buttons-ir-receiver gpios)" \
-        = "$(fdtget -t u "$work/check.dtb" /soc/gpio@7e200000 phandle) 18 1" ] \
-        || die "$(basename "$dtb") + buttons-ir-receiver.dtbo: the receiver is not on GPIO18"
+# copy and our symbols hook): each overlay applies and its node is on the GPIO controller.
+for overlay_pin in buttons-ir-receiver:18:1 buttons-ir-transmitter:17:0; do
+    IFS=: read -r overlay pin flags <<<"$overlay_pin"
+    grep -qx "dtoverlay=$overlay" "$rootfs/boot/firmware/config.txt" \
+        || die "config.txt lacks dtoverlay=$overlay"
+    for dtb in "$rootfs"/boot/firmware/bcm2711-*.dtb "$rootfs"/boot/firmware/bcm2837-*.dtb; do
+        fdtoverlay -i "$dtb" -o "$work/check.dtb" "$rootfs/boot/firmware/overlays/$overlay.dtbo" \
+            || die "the $overlay overlay does not apply to $(basename "$dtb") (see $work/initramfs.log)"
+        [ "$(fdtget -t u "$work/check.dtb" "/$overlay" gpios)" \
+            = "$(fdtget -t u "$work/check.dtb" /soc/gpio@7e200000 phandle) $pin $flags" ] \
+            || die "$(basename "$dtb") + $overlay.dtbo: not on GPIO$pin"
+    done
 done
 rm -f "$work/check.dtb"
 # tests/image/ checks the overlays against these DTBs: keep a copy (image/debian-dtbs.sh).
-# shellcheck disable=SC2016  # ${Version} is dpkg-query's field, not the shell's
-dtbs="$project/build/debian-dtbs/linux-image-${kversion}_$(in_root dpkg-query -W -f '${Version}' "linux-image-$kversion")"
+dtbs="$project/build/debian-dtbs/linux-image-${kversion}_$kernel_package_version"
 if [ ! -d "$dtbs" ]; then
     mkdir -p "$dtbs.partial"
     cp "$rootfs/usr/lib/linux-image-$kversion/broadcom"/bcm2[78]*.dtb "$dtbs.partial/"
@@ -217,14 +242,52 @@ if [ ! -d "$dtbs" ]; then
 fi
 find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-recv.ko*' | grep -q . \
     || die "$kversion has no gpio-ir-recv module: the IR receiver overlay would have no driver"
-# Say what the Debian kernel cannot do, rather than pretend (see image/README.md).
-tx_drivers="$(find "$rootfs/lib/modules/$kversion" \( -name 'gpio-ir-tx.ko*' -o -name 'pwm-ir-tx.ko*' \) -printf '%f ')"
-if [ -z "$tx_drivers" ]; then
-    off="$(grep -hE '^# CONFIG_IR_(GPIO|PWM)_TX is not set' "$rootfs/boot/config-$kversion" | sed 's/^# //; s/ is not set//' | paste -sd/ -)"
-    echo "NOTE: $kversion has no GPIO IR transmitter driver (${off:-no gpio-ir-tx/pwm-ir-tx module} not set): IR sending needs a USB IR transceiver (mceusb) with this kernel"
-else
-    echo "NOTE: $kversion has $tx_drivers: image/overlays/ has no transmitter overlay for it yet"
+
+# -- IR transmitter driver -------------------------------------------------------------------
+# Debian builds its kernel without gpio-ir-tx (CONFIG_IR_GPIO_TX is not set), so an IR LED on a
+# GPIO would have no driver. DKMS builds the kernel's own driver, its source taken from Debian's
+# source package of this very kernel (apt checks it against the signed archive), for every
+# kernel installed: a kernel upgraded on the Pi gets it again. gcc and the headers stay in the
+# image for that.
+step "gpio-ir-tx from Debian's linux $kernel_package_version source, built by DKMS for $kversion"
+driver_source="$out/cache/gpio-ir-tx-$kernel_package_version.c"
+if [ ! -f "$driver_source" ]; then
+    echo "deb-src $mirror $suite main" >"$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
+    install -d -m 0777 "$rootfs/tmp/kernel-source"  # apt downloads as its own user, _apt
+    logged kernel-source "fetching Debian's source of linux $kernel_package_version (deb-src $mirror $suite main)" \
+        in_root sh -c "apt-get update -q && cd /tmp/kernel-source && apt-get source -q --download-only linux=$kernel_package_version"
+    rm "$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
+    # Debian's patches must leave the driver alone, or the upstream file is not this kernel's.
+    if tar -xJf "$rootfs"/tmp/kernel-source/linux_*.debian.tar.xz -O --wildcards 'debian/patches/*' \
+        | grep -q 'drivers/media/rc/gpio-ir-tx\.c'; then
+        die "Debian's linux $kernel_package_version patches drivers/media/rc/gpio-ir-tx.c: apply its patches before building"
+    fi
+    mkdir -p "$work/kernel-source" "$out/cache"
+    tar -xJf "$rootfs"/tmp/kernel-source/linux_*.orig.tar.xz -C "$work/kernel-source" \
+        --wildcards '*/drivers/media/rc/gpio-ir-tx.c' \
+        || die "linux $kernel_package_version's source has no drivers/media/rc/gpio-ir-tx.c"
+    cp "$work"/kernel-source/*/drivers/media/rc/gpio-ir-tx.c "$driver_source.partial"
+    mv "$driver_source.partial" "$driver_source"
+    rm -rf "$rootfs/tmp/kernel-source" "$work/kernel-source"
 fi
+logged dkms-install "installing dkms linux-headers-$kversion" \
+    in_root apt-get install -y -q --no-install-recommends dkms "linux-headers-$kversion"
+dkms_source="$rootfs/usr/src/buttons-gpio-ir-tx-$kernel_package_version"
+install -d "$dkms_source"
+install -m 0644 "$driver_source" "$dkms_source/gpio-ir-tx.c"
+install -m 0644 "$here/gpio-ir-tx/Makefile" "$dkms_source/Makefile"
+sed "s/@VERSION@/$kernel_package_version/" "$here/gpio-ir-tx/dkms.conf" >"$dkms_source/dkms.conf"
+# Unsigned in the image: DKMS would sign with a key it generates on the spot, one private key
+# shared by every card flashed (and a different module in every build). No Pi checks module
+# signatures; DKMS on the device signs what it rebuilds with a key of its own.
+no_signing="$rootfs/etc/dkms/framework.conf.d/buttons-image-build.conf"
+echo 'sign_file=/nonexistent/unsigned-in-the-image' >"$no_signing"
+logged dkms-build "DKMS building gpio-ir-tx for $kversion" \
+    in_root dkms install -m buttons-gpio-ir-tx -v "$kernel_package_version" -k "$kversion"
+rm "$no_signing"
+[ ! -e "$rootfs/var/lib/dkms/mok.key" ] || die "DKMS made a signing key in the image"
+grep -q 'of:N\*T\*Cgpio-ir-tx gpio_ir_tx' "$rootfs/lib/modules/$kversion/modules.alias" \
+    || die "gpio-ir-tx was built but is not in $kversion's modules.alias: udev would not load it"
 
 # -- system configuration --------------------------------------------------------------------
 step "system configuration"
@@ -273,9 +336,8 @@ allow-simulate  = No
 repeat-max      = 600
 EOF
 cat >"$rootfs/etc/udev/rules.d/61-buttons-agent-lirc.rules" <<'EOF'
-# Name the LIRC devices by driver, not by the unstable N of /dev/lircN. Sending: a USB IR
-# transceiver (mceusb; Debian's kernel has no GPIO transmitter driver) or gpio-ir-tx where the
-# kernel has it.
+# Name the LIRC devices by driver, not by the unstable N of /dev/lircN. Sending: the IR LED on
+# a GPIO (gpio-ir-tx, built by DKMS) or a USB IR transceiver (mceusb).
 SUBSYSTEM=="lirc", DRIVERS=="gpio-ir-tx", SYMLINK+="lirc-tx"
 SUBSYSTEM=="lirc", DRIVERS=="mceusb", SYMLINK+="lirc-tx"
 SUBSYSTEM=="lirc", DRIVERS=="gpio_ir_recv", SYMLINK+="lirc-rx"
@@ -293,16 +355,17 @@ cp /etc/ssl/certs/ca-certificates.crt "$rootfs/tmp/host-ca-certificates.crt"
 # (pip's requests also honours REQUESTS_CA_BUNDLE / SSL_CERT_FILE from the environment,
 # which would point at the chroot's own bundle: set all three.)
 ca=/tmp/host-ca-certificates.crt
-PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca SSL_CERT_FILE=$ca \
+logged agent-install "installing the agent" env PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca SSL_CERT_FILE=$ca \
     "$project/systemd/install.sh" --root "$rootfs" --wheel "$wheel" "${extra_args[@]}" \
-    >"$work/agent-install.log" 2>&1 \
-    || { tail -20 "$work/agent-install.log"; die "installing the agent failed"; }
+    --constraints "$here/constraints.txt"
 install -m 0644 "$here/buttons-agent-selftest.service" \
     "$rootfs/etc/systemd/system/buttons-agent-selftest.service"
-install -m 0644 "$here/buttons-agent-wifi.service" "$rootfs/etc/systemd/system/"
+install -m 0644 "$here/buttons-agent-wifi.service" "$here/buttons-agent-ir-pins.service" \
+    "$rootfs/etc/systemd/system/"
 install -m 0755 "$here/buttons-grow-root" "$rootfs/usr/local/sbin/buttons-grow-root"
 install -m 0644 "$here/buttons-grow-root.service" "$rootfs/etc/systemd/system/"
-in_root systemctl enable buttons-agent-wifi.service buttons-grow-root.service >/dev/null 2>&1
+in_root systemctl enable buttons-agent-wifi.service buttons-agent-ir-pins.service \
+    buttons-grow-root.service >/dev/null 2>&1
 install -m 0644 "$here/buttons-agent.toml" "$rootfs/boot/firmware/buttons-agent.toml"
 
 step "clean up"
@@ -310,6 +373,20 @@ in_root apt-get clean
 rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/tmp/"* "$rootfs/root/.cache"
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 : >"$rootfs/etc/machine-id"  # generated on first boot
+# What differs in every build and nothing needs: the build's logs and caches.
+rm -rf "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log "$rootfs"/var/log/apt/* \
+    "$rootfs"/var/cache/ldconfig/aux-cache "$rootfs"/var/cache/debconf/*-old \
+    "$rootfs"/var/lib/dpkg/*-old "$rootfs"/var/lib/dkms/*/*/*/*/log
+# Nothing in the image newer than SOURCE_DATE_EPOCH.
+find "$rootfs" -xdev -newermt "@$SOURCE_DATE_EPOCH" -print0 \
+    | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
+# Every file with its mode, owner and content hash: two builds compare by it (image/README.md).
+manifest="${image%.img}.manifest"
+(
+    cd "$rootfs"
+    find . -xdev \( -type l -printf '%M %U:%G %p -> %l\n' \) -o -printf '%M %U:%G %p\n' | LC_ALL=C sort -k3
+    find . -xdev -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+) >"$manifest"
 cp "$rootfs/boot/vmlinuz-$kversion" "$out/vmlinuz"
 cp "$rootfs/boot/initrd.img-$kversion" "$out/initrd.img"
 cleanup
@@ -321,17 +398,26 @@ root_mib=$(( size_mib - boot_mib - 1 ))
 boot_img="$work/boot.vfat"
 root_img="$work/root.ext4"
 rm -f "$boot_img" "$root_img"
-mkfs.vfat -C -F 32 -n BUTTONSBOOT "$boot_img" $(( boot_mib * 1024 )) >/dev/null
-(cd "$rootfs/boot/firmware" && MTOOLS_SKIP_CHECK=1 mcopy -s -p -i "$boot_img" ./* ::/)
+# --invariant and -i: no time or random number in the FAT; mcopy -m keeps the (clamped) mtimes.
+mkfs.vfat --invariant -i "$(fixed_uuid boot | cut -c1-8)" -C -F 32 -n BUTTONSBOOT "$boot_img" \
+    $(( boot_mib * 1024 )) >/dev/null
+(cd "$rootfs/boot/firmware" && MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -i "$boot_img" ./* ::/)
 mv "$rootfs/boot/firmware" "$work/firmware"
 mkdir -p "$rootfs/boot/firmware"
+touch --date="@$SOURCE_DATE_EPOCH" "$rootfs/boot" "$rootfs/boot/firmware"
 used_mib=$(du -sm "$rootfs" | cut -f1)
 [ "$used_mib" -lt $(( root_mib * 9 / 10 )) ] || die "rootfs ($used_mib MiB) does not fit: raise --size"
-mkfs.ext4 -q -L buttons-root -d "$rootfs" "$root_img" "${root_mib}M"
+# A fixed UUID and directory hash seed, and the superblock's times from E2FSPROGS_FAKE_TIME;
+# mkfs.ext4 -d copies each file's ctime and atime, which only ext4-set-times can fix.
+root_uuid="$(fixed_uuid root)"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -L buttons-root -U "$root_uuid" \
+    -E "hash_seed=$root_uuid" -d "$rootfs" "$root_img" "${root_mib}M"
+"$here/ext4-set-times" "$root_img" "$SOURCE_DATE_EPOCH"
 rm -f "$image" "$image.xz"  # never leave a stale .xz beside a new image
 truncate -s "${size_mib}M" "$image"
 sfdisk --quiet "$image" <<EOF
 label: dos
+label-id: 0x$(fixed_uuid disk | cut -c1-8)
 1M,${boot_mib}M,c,*
 $(( boot_mib + 1 ))M,,83
 EOF

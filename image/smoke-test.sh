@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Boot the built image under QEMU (-M virt, cortex-a53, Debian's arm64 kernel + the image's
 # initrd) and check: the root file system grows to fill a bigger disk on first boot, systemd
-# reaches buttons-agent's READY, the agent reads the boot partition's buttons-agent.toml, the
-# Wi-Fi set up from it joins a simulated access point, a paired phone on the host presses a
-# button over a forwarded port, and `buttons-agent selftest` passes inside the guest. Then
-# boot QEMU's Raspberry Pi 3 model from an SD card with the image's Pi 3 device tree: the IR
-# receiver's driver binds, the root grows on the card. Prints the time each step took. Run as
-# root after image/build.sh; see image/README.md.
+# reaches buttons-agent's READY, the agent reads the boot partition's buttons-agent.toml, its
+# [ir] pins reach config.txt (one reboot), the Wi-Fi set up from it joins a simulated access
+# point, a paired phone on the host presses a button over a forwarded port, and
+# `buttons-agent selftest` passes inside the guest. Then boot QEMU's Raspberry Pi 3 model from
+# an SD card with the image's Pi 3 device tree: the IR receiver's and transmitter's drivers
+# bind, lircd sends through the transmitter, the root grows on the card. Prints the time each
+# step took. Run as root after image/build.sh; see image/README.md.
 #
 #   nice -n 10 image/smoke-test.sh [--image FILE] [--timeout SECONDS]
 #
@@ -69,6 +70,8 @@ log_level = "debug"
 ssid = "smoke-net"
 psk = "correct horse battery"
 country = "DE"
+[ir]
+receiver_pin = "GPIO23"
 EOF
 MTOOLS_SKIP_CHECK=1 mcopy -o -i "$disk@@$boot_offset" "$work/buttons-agent.toml" ::/buttons-agent.toml
 
@@ -99,6 +102,9 @@ ExecStart=/bin/sh -c 'dev=$$(findmnt -no SOURCE /); count=$$(dumpe2fs -h "$$dev"
 # change nothing and succeed.
 ExecStart=/bin/sh -c '/usr/local/sbin/buttons-grow-root >/dev/null 2>&1; rc=$$?; echo "SMOKE-REGROW rc=$$rc partition=$$(lsblk -bno SIZE "$$(findmnt -no SOURCE /)") marker=$$(test -e /var/lib/buttons-image/root-grown && echo yes || echo no)"'
 ExecStart=/bin/sh -c 'echo "SMOKE-WIFI result=$(systemctl show -P Result buttons-agent-wifi) $(grep -h -o "ssid=[0-9a-f]*" /etc/wpa_supplicant/wpa_supplicant-wlan0.conf)"'
+# [ir] moved the receiver: config.txt and raspi-firmware's custom file got the overlay's
+# parameter (and the first boot rebooted once for it).
+ExecStart=/bin/sh -c 'echo "SMOKE-IRPINS result=$(systemctl show -P Result buttons-agent-ir-pins) config.txt=$(grep ^dtoverlay=buttons-ir /boot/firmware/config.txt | paste -sd" ") custom=$(grep ^dtoverlay=buttons-ir /etc/default/raspi-firmware-custom | paste -sd" ")"'
 ExecStart=/bin/sh -c 'for i in $(seq 120); do ip -4 -o addr show dev wlan0 | grep -q "inet 192.168.77." && break; sleep 1; done; echo "SMOKE-JOIN wlan0 $(ip -4 -o addr show dev wlan0 | grep -o "inet [0-9.]*") $(cat /sys/class/net/wlan0/operstate)"'
 EOF
 # An access point for the image's Wi-Fi to join: mac80211_hwsim gives the guest two simulated
@@ -232,6 +238,16 @@ else
     step "Wi-Fi settings from the boot partition: FAIL ($wifi_line)"
     failed=1
 fi
+irpins_line="$(probe_report SMOKE-IRPINS)"
+moved="dtoverlay=buttons-ir-receiver,gpio_pin=23 dtoverlay=buttons-ir-transmitter"
+boots="$(plain_console | grep -c "Booting Linux on physical CPU 0x0")"
+if [[ "$irpins_line" == "result=success config.txt=$moved custom=$moved" ]] && [ "$boots" = 2 ] \
+    && plain_console | grep -q "buttons-agent ir-pins: rebooting once"; then
+    step "IR pins from the boot partition: PASS (one reboot; $irpins_line)"
+else
+    step "IR pins from the boot partition: FAIL ($irpins_line; $boots boots)"
+    failed=1
+fi
 join_line="$(probe_report SMOKE-JOIN)"
 if [[ "$join_line" == *"inet 192.168.77."*" up"* ]]; then
     step "Wi-Fi joined (simulated radio, WPA2 access point smoke-net): PASS ($join_line)"
@@ -278,7 +294,8 @@ trap - EXIT
 
 # A second boot on QEMU's Raspberry Pi 3 model, from an SD card, with the image's own Pi 3
 # device tree plus the overlays its config.txt names: the IR receiver overlay binds
-# gpio-ir-recv (/dev/lirc-rx), and the root grows on an mmcblk disk. QEMU's SD card must be a
+# gpio-ir-recv (/dev/lirc-rx), the transmitter overlay the DKMS-built gpio-ir-tx (/dev/lirc-tx),
+# lircd sends a code through it, and the root grows on an mmcblk disk. QEMU's SD card must be a
 # power of two: 4 GiB. No Pi firmware here: QEMU loads the kernel, initrd and DTB itself, so
 # the test does the firmware's part, applying each config.txt dtoverlay= with fdtoverlay.
 pi3_disk="$work/pi3.img"
@@ -300,18 +317,44 @@ step "boot QEMU -M raspi3b from a 4 GiB SD card with the image's bcm2837-rpi-3-b
 pi3_probe=buttons-pi3-probe.service
 cat >"$work/$pi3_probe" <<'EOF'
 [Unit]
-Description=Smoke test: report the IR receiver and the root size on a Pi 3 device tree
-After=buttons-grow-root.service systemd-udev-settle.service
+Description=Smoke test: report the IR devices and the root size on a Pi 3 device tree
+After=buttons-grow-root.service systemd-udev-settle.service lircd.service
 [Service]
 Type=oneshot
 StandardOutput=tty
 TTYPath=/dev/console
-# udev loads gpio-ir-recv for the node; give it a moment under emulation.
-ExecStartPre=/bin/sh -c 'for i in $(seq 60); do [ -e /dev/lirc-rx ] && break; sleep 1; done'
+# udev loads gpio-ir-recv and gpio-ir-tx for the nodes; give them a moment under emulation.
+ExecStartPre=/bin/sh -c 'for i in $(seq 60); do [ -e /dev/lirc-rx ] && [ -e /dev/lirc-tx ] && break; sleep 1; done'
 ExecStart=/bin/sh -c 'echo "SMOKE-PI3 model=$(tr -d "\\0" </proc/device-tree/model | tr " " _) bound=$(ls /sys/bus/platform/drivers/gpio_ir_recv | grep -c ir-receiver) rx=$(readlink /dev/lirc-rx) grow=$(systemctl show -P Result buttons-grow-root) root=$(findmnt -no SOURCE /) bytes=$(df -B1 --output=size / | tail -1 | tr -d " ")"'
+# lircd (started before udev made /dev/lirc-tx, perhaps) sends the test remote's code through
+# gpio-ir-tx: the driver takes the pulses and drives the pin (which QEMU does not show).
+ExecStart=/bin/sh -c 'systemctl restart lircd; out=$$(irsend SEND_ONCE smoke KEY_POWER 2>&1); rc=$$?; echo "SMOKE-IRTX bound=$$(ls /sys/bus/platform/drivers/gpio-ir-tx | grep -c ir-transmitter) tx=$$(readlink /dev/lirc-tx) send=$$rc $$out"'
 EOF
-printf 'write %s /etc/systemd/system/%s\nset_inode_field /etc/systemd/system/%s mode 0100644\n' \
-    "$work/$pi3_probe" "$pi3_probe" "$pi3_probe" | edit_root "$pi3_disk"
+# A remote for lircd to send (NEC timing, one code).
+cat >"$work/smoke.lircd.conf" <<'EOF'
+begin remote
+  name        smoke
+  bits        32
+  flags       SPACE_ENC|CONST_LENGTH
+  eps         30
+  aeps        100
+  header      9000 4500
+  one         560 1690
+  zero        560 560
+  ptrail      560
+  gap         108000
+  frequency   38000
+  begin codes
+    KEY_POWER 0x20DF10EF
+  end codes
+end remote
+EOF
+{
+    printf 'write %s /etc/systemd/system/%s\nset_inode_field /etc/systemd/system/%s mode 0100644\n' \
+        "$work/$pi3_probe" "$pi3_probe" "$pi3_probe"
+    printf 'write %s /etc/lirc/lircd.conf.d/smoke.lircd.conf\nset_inode_field /etc/lirc/lircd.conf.d/smoke.lircd.conf mode 0100644\n' \
+        "$work/smoke.lircd.conf"
+} | edit_root "$pi3_disk"
 console="$work/console-pi3.log"
 qemu-system-aarch64 -M raspi3b -display none -monitor none -serial "file:$console" \
     -kernel "$out/vmlinuz" -initrd "$out/initrd.img" -dtb "$work/bcm2837-rpi-3-b.dtb" \
@@ -326,6 +369,13 @@ if [[ "$pi3_line" == *"bound=1 rx=lirc"*"grow=success root=/dev/mmcblk0p2"* ]] \
     step "Pi 3 device tree: IR receiver bound, root grown on the SD card: PASS ($pi3_line)"
 else
     step "Pi 3 device tree: FAIL ($pi3_line)"
+    failed=1
+fi
+irtx_line="$(probe_report SMOKE-IRTX)"
+if [[ "$irtx_line" == "bound=1 tx=lirc"*" send=0"* ]]; then
+    step "IR transmitter (gpio-ir-tx by DKMS) bound, lircd sent through it: PASS ($irtx_line)"
+else
+    step "IR transmitter: FAIL ($irtx_line)"
     failed=1
 fi
 stop_qemu

@@ -5,7 +5,8 @@
 # filesystem being built (`--root DIR`: commands run in DIR with chroot, e.g. an arm64 image
 # under qemu-user-static). Run as root. See systemd/README.md.
 #
-#   systemd/install.sh [--root DIR] [--wheel FILE] [--extra PKG]... [--no-enable] [--no-start]
+#   systemd/install.sh [--root DIR] [--wheel FILE] [--extra PKG]... [--constraints FILE]
+#                      [--no-enable] [--no-start]
 #   systemd/install.sh [--root DIR] --uninstall [--purge]
 set -euo pipefail
 
@@ -14,6 +15,7 @@ project="$(dirname "$here")"
 root=/
 wheel=""
 extras=()
+constraints=""
 enable=yes
 start=yes
 uninstall=no
@@ -28,11 +30,12 @@ while [ $# -gt 0 ]; do
         --root) root="$2"; shift 2 ;;
         --wheel) wheel="$2"; shift 2 ;;
         --extra) extras+=("$2"); shift 2 ;;
+        --constraints) constraints="$2"; shift 2 ;;
         --no-enable) enable=no; shift ;;
         --no-start) start=no; shift ;;
         --uninstall) uninstall=yes; shift ;;
         --purge) purge=yes; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -77,9 +80,17 @@ in_root python3 -m venv "$prefix" || die "python3 -m venv failed (Debian package
 staging="$root/tmp/buttons-agent-install"
 mkdir -p "$staging"
 cp "$wheel" "$staging/"
+# --constraints: exact versions for the dependencies (the image pins them, for a reproducible
+# build); pip still fetches them from PyPI for the target's architecture.
+pin_args=()
+if [ -n "$constraints" ]; then
+    [ -f "$constraints" ] || die "no constraints file at $constraints"
+    cp "$constraints" "$staging/constraints.txt"
+    pin_args=(--constraint /tmp/buttons-agent-install/constraints.txt)
+fi
 # Dependencies come from PyPI (the target's own architecture); the agent from our wheel.
 in_root "$prefix/bin/pip" install --quiet --disable-pip-version-check \
-    "/tmp/buttons-agent-install/$(basename "$wheel")" "${extras[@]}"
+    "${pin_args[@]}" "/tmp/buttons-agent-install/$(basename "$wheel")" "${extras[@]}"
 rm -rf "$staging"
 install -m 0644 "$here/README.md" "$root$prefix/README.md"
 

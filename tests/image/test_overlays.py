@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,35 @@ OVERLAYS = PROJECT / "image" / "overlays"
 SYMBOLS_HOOK = PROJECT / "image" / "buttons-dtb-symbols"
 FETCH = PROJECT / "image" / "debian-dtbs.sh"
 GPIO = "/soc/gpio@7e200000"
-RECEIVER = "/buttons-ir-receiver"
-RECEIVER_PINS = f"{GPIO}/buttons-ir-receiver-pins"
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One of image/overlays/: the node it adds, its driver and how it sets up its pin."""
+
+    name: str
+    compatible: str
+    pin: int
+    gpio_flags: int  # 0 active high, 1 active low
+    function: int  # BCM pin function: 0 input, 1 output
+    pull: int  # 0 none, 2 pull-up
+
+    @property
+    def node(self) -> str:
+        return f"/{self.name}"
+
+    @property
+    def pins(self) -> str:
+        return f"{GPIO}/{self.name}-pins"
+
+    @property
+    def source(self) -> Path:
+        return OVERLAYS / f"{self.name}.dts"
+
+
+RECEIVER = Overlay("buttons-ir-receiver", "gpio-ir-receiver", 18, 1, 0, 2)
+TRANSMITTER = Overlay("buttons-ir-transmitter", "gpio-ir-tx", 17, 0, 1, 0)
+IR_OVERLAYS = [RECEIVER, TRANSMITTER]
 # The boards the image is for: the DTB set must cover them.
 BOARDS = {
     "bcm2711-rpi-4-b.dtb",
@@ -68,7 +96,7 @@ def debian_dtbs() -> Path:
 
 @pytest.fixture(scope="session")
 def receiver_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_overlay(OVERLAYS / "buttons-ir-receiver.dts", tmp_path_factory.mktemp("dtbo"))
+    return compile_overlay(RECEIVER.source, tmp_path_factory.mktemp("dtbo"))
 
 
 def compile_overlay(source: Path, directory: Path) -> Path:
@@ -118,31 +146,50 @@ def test_debian_dtbs_alone_cannot_take_an_overlay(
         assert result.returncode != 0, f"{dtb.name} took the overlay without our symbols"
 
 
-def test_receiver_overlay_on_every_debian_pi_dtb(
-    firmware: Path, receiver_overlay: Path, tmp_path: Path
-) -> None:
+def assert_overlay_applied(merged: Path, overlay: Overlay, pin: int, board: str) -> None:
+    gpio_phandle = fdtget(merged, GPIO, "phandle", "u")
+    assert fdtget(merged, overlay.node, "compatible") == overlay.compatible, board
+    # The pin on the SoC's GPIO controller, with the overlay's polarity.
+    assert (
+        fdtget(merged, overlay.node, "gpios", "u") == f"{gpio_phandle} {pin} {overlay.gpio_flags}"
+    )
+    assert fdtget(merged, overlay.node, "status") == "okay"
+    # The pin's function and pull set through the controller's pinctrl.
+    assert fdtget(merged, overlay.node, "pinctrl-0", "u") == fdtget(
+        merged, overlay.pins, "phandle", "u"
+    )
+    assert fdtget(merged, overlay.pins, "brcm,pins", "u") == str(pin)
+    assert fdtget(merged, overlay.pins, "brcm,function", "u") == str(overlay.function)
+    assert fdtget(merged, overlay.pins, "brcm,pull", "u") == str(overlay.pull)
+
+
+@pytest.mark.parametrize("overlay", IR_OVERLAYS, ids=lambda o: o.name)
+def test_overlay_on_every_debian_pi_dtb(firmware: Path, overlay: Overlay, tmp_path: Path) -> None:
+    dtbo = compile_overlay(overlay.source, tmp_path)
     result = add_symbols(firmware)
     assert result.returncode == 0, result.stderr
     dtbs = sorted(firmware.glob("*.dtb"))
     assert f"added to {len(dtbs)} of {len(dtbs)} device trees" in result.stdout
     for dtb in dtbs:
         merged = tmp_path / dtb.name
-        result = apply(dtb, receiver_overlay, merged)
+        result = apply(dtb, dtbo, merged)
         assert result.returncode == 0, f"{dtb.name}: {result.stderr}"
-        gpio_phandle = fdtget(merged, GPIO, "phandle", "u")
-        assert fdtget(merged, RECEIVER, "compatible") == "gpio-ir-receiver", dtb.name
-        # GPIO18 on the SoC's GPIO controller, active low.
-        assert fdtget(merged, RECEIVER, "gpios", "u") == f"{gpio_phandle} 18 1", dtb.name
-        assert fdtget(merged, RECEIVER, "status") == "okay"
-        # The pin set up as an input with its pull-up, through the controller's pinctrl.
-        pins_phandle = fdtget(merged, RECEIVER_PINS, "phandle", "u")
-        assert fdtget(merged, RECEIVER, "pinctrl-0", "u") == pins_phandle
-        assert fdtget(merged, RECEIVER_PINS, "brcm,pins", "u") == "18"
-        assert fdtget(merged, RECEIVER_PINS, "brcm,function", "u") == "0"
-        assert fdtget(merged, RECEIVER_PINS, "brcm,pull", "u") == "2"
+        assert_overlay_applied(merged, overlay, overlay.pin, dtb.name)
         # The board's own tree is still all there.
         before = set(run("fdtget", "-l", dtb, "/").stdout.split())
         assert before <= set(run("fdtget", "-l", merged, "/").stdout.split()), dtb.name
+
+
+def test_receiver_and_transmitter_together(firmware: Path, tmp_path: Path) -> None:
+    # config.txt names both: applied one after the other, each keeps its own pin.
+    assert add_symbols(firmware).returncode == 0
+    merged = tmp_path / "merged.dtb"
+    shutil.copy(firmware / "bcm2837-rpi-3-b.dtb", merged)
+    for overlay in IR_OVERLAYS:
+        result = apply(merged, compile_overlay(overlay.source, tmp_path), merged)
+        assert result.returncode == 0, result.stderr
+    for overlay in IR_OVERLAYS:
+        assert_overlay_applied(merged, overlay, overlay.pin, merged.name)
 
 
 def overrides(dtbo: Path, name: str) -> list[tuple[int, str]]:
@@ -156,32 +203,29 @@ def overrides(dtbo: Path, name: str) -> list[tuple[int, str]]:
     return pairs
 
 
+@pytest.mark.parametrize("overlay", IR_OVERLAYS, ids=lambda o: o.name)
 def test_gpio_pin_parameter_moves_both_the_driver_and_the_pin_setup(
-    firmware: Path, receiver_overlay: Path, tmp_path: Path
+    firmware: Path, overlay: Overlay, tmp_path: Path
 ) -> None:
-    receiver = "/fragment@1/__overlay__/buttons-ir-receiver"
-    pins = "/fragment@0/__overlay__/buttons-ir-receiver-pins"
-    phandle = {
-        node: int(fdtget(receiver_overlay, node, "phandle", "u")) for node in (receiver, pins)
-    }
-    assert overrides(receiver_overlay, "gpio_pin") == [
-        (phandle[receiver], "gpios:4"),
+    dtbo = compile_overlay(overlay.source, tmp_path)
+    node = f"/fragment@1/__overlay__/{overlay.name}"
+    pins = f"/fragment@0/__overlay__/{overlay.name}-pins"
+    phandle = {path: int(fdtget(dtbo, path, "phandle", "u")) for path in (node, pins)}
+    assert overrides(dtbo, "gpio_pin") == [
+        (phandle[node], "gpios:4"),
         (phandle[pins], "brcm,pins:0"),
     ]
-    # What the firmware does for `dtoverlay=buttons-ir-receiver,gpio_pin=23`: write 23 into
-    # each 32-bit cell at those byte offsets, then apply the overlay.
-    moved = tmp_path / "moved.dtbo"
-    shutil.copy(receiver_overlay, moved)
-    for node, target in ((receiver, "gpios:4"), (pins, "brcm,pins:0")):
+    # What the firmware does for `dtoverlay=<name>,gpio_pin=23`: write 23 into each 32-bit
+    # cell at those byte offsets, then apply the overlay.
+    for path, target in ((node, "gpios:4"), (pins, "brcm,pins:0")):
         prop, offset = target.split(":")
-        cells = fdtget(moved, node, prop, "u").split()
+        cells = fdtget(dtbo, path, prop, "u").split()
         cells[int(offset) // 4] = "23"
-        assert run("fdtput", "-t", "u", moved, node, prop, *cells).returncode == 0
+        assert run("fdtput", "-t", "u", dtbo, path, prop, *cells).returncode == 0
     assert add_symbols(firmware).returncode == 0
     merged = tmp_path / "merged.dtb"
-    assert apply(firmware / "bcm2711-rpi-4-b.dtb", moved, merged).returncode == 0
-    assert fdtget(merged, RECEIVER, "gpios", "u").split()[1:] == ["23", "1"]
-    assert fdtget(merged, RECEIVER_PINS, "brcm,pins", "u") == "23"
+    assert apply(firmware / "bcm2711-rpi-4-b.dtb", dtbo, merged).returncode == 0
+    assert_overlay_applied(merged, overlay, 23, merged.name)
 
 
 def test_symbols_hook_runs_again_without_changing_anything(firmware: Path) -> None:
