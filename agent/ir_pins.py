@@ -78,10 +78,10 @@ def _pin_number(key: str, name: str) -> int | None:
 def overlay_lines(ir: IrConfig, taken: dict[str, str] | None = None) -> list[str]:
     """config.txt's lines for `ir`: a receiver, then a transmitter, each unless disabled.
 
-    `taken` maps other settings' keys to the pins they use (the pair button, the LED): a pin
-    shared with one of them, or by both IR devices, is refused.
+    `taken` maps other settings' keys to the pins they use ("gpio.pair_button_pin": "GPIO27"):
+    a pin shared with one of them, or by both IR devices, is refused.
     """
-    users = {f"gpio.{key}": pin for key, pin in (taken or {}).items()}
+    users = dict(taken or {})
     lines = []
     for key, overlay in (
         ("receiver_pin", RECEIVER_OVERLAY),

@@ -330,7 +330,10 @@ def ir_pins_main(argv: Sequence[str]) -> int:
         print(f"buttons-agent ir-pins: kept the IR overlay lines of {args.config_txt} (see above)")
         return EXIT_OK
     gpio = config.gpio
-    taken = {"pair_button_pin": gpio.pair_button_pin, "status_led_pin": gpio.status_led_pin}
+    taken = {
+        "gpio.pair_button_pin": gpio.pair_button_pin,
+        "gpio.status_led_pin": gpio.status_led_pin,
+    }
     try:
         applied = ir_pins.apply(
             config.ir, source, taken if gpio.enabled else {}, args.config_txt, args.firmware_custom

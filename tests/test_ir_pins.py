@@ -58,7 +58,7 @@ def test_a_pin_that_is_not_on_the_header_names_the_key_and_the_fix(name: str) ->
 def test_one_pin_for_two_devices_is_refused() -> None:
     with pytest.raises(IrSettingError, match=r"GPIO18 is also ir\.receiver_pin"):
         ir_pins.overlay_lines(IrConfig(transmitter_pin="GPIO18"))
-    taken = {"pair_button_pin": "GPIO27", "status_led_pin": "GPIO17"}
+    taken = {"gpio.pair_button_pin": "GPIO27", "gpio.status_led_pin": "GPIO17"}
     with pytest.raises(IrSettingError, match=r"GPIO17 is also gpio\.status_led_pin"):
         ir_pins.overlay_lines(IrConfig(), taken)
 
