@@ -5,6 +5,7 @@
 # enabled. Run as root on a Debian host; uses Debian packages only. See image/README.md.
 #
 #   nice -n 10 image/build.sh [--out DIR] [--size MiB] [--xz] [--fresh] [--mirror URL]
+#                             [--security-mirror URL]
 #
 # The image: build/buttons-agent-<version>-arm64.img (+ .xz with --xz). Work files, the rootfs
 # cache and vmlinuz / initrd.img for the QEMU smoke test (image/smoke-test.sh) go in DIR
@@ -19,6 +20,7 @@ boot_mib=256
 compress=no
 fresh=no
 mirror=http://deb.debian.org/debian
+security_mirror=http://deb.debian.org/debian-security
 suite=bookworm
 hostname=buttons-tv
 while [ $# -gt 0 ]; do
@@ -28,7 +30,8 @@ while [ $# -gt 0 ]; do
         --xz) compress=yes; shift ;;
         --fresh) fresh=yes; shift ;;
         --mirror) mirror="$2"; shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --security-mirror) security_mirror="$2"; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -106,6 +109,13 @@ version="$(basename "$wheel" | cut -d- -f2)"
 image="$(dirname "$out")/buttons-agent-$version-arm64.img"
 
 # -- root filesystem -------------------------------------------------------------------------
+# The release with its stable updates and security updates, as on any Debian system: the image
+# is built with them and the Pi keeps getting them (these lines are its sources.list).
+sources=(
+    "deb $mirror $suite main non-free-firmware"
+    "deb $mirror $suite-updates main non-free-firmware"
+    "deb $security_mirror $suite-security main non-free-firmware"
+)
 packages=(
     systemd systemd-sysv systemd-timesyncd systemd-resolved udev dbus kmod
     iproute2 netbase ca-certificates wpasupplicant
@@ -114,7 +124,7 @@ packages=(
 )
 # The base system is the slow step (~6 min of maintainer scripts under emulation): cache it,
 # keyed by everything that goes into it. --fresh ignores the cache.
-key="$(echo "$suite $mirror ${packages[*]}" | sha256sum | cut -c1-16)"
+key="$(echo "$suite ${sources[*]} ${packages[*]}" | sha256sum | cut -c1-16)"
 cached="$out/cache/rootfs-$suite-arm64-$key.tar"
 if [ "$fresh" = no ] && [ -f "$cached" ]; then
     step "base rootfs from cache $(basename "$cached")"
@@ -123,8 +133,8 @@ if [ "$fresh" = no ] && [ -f "$cached" ]; then
 else
     step "mmdebstrap $suite arm64 (maintainer scripts run under emulation)"
     mmdebstrap --quiet --arch=arm64 --variant=apt --components=main,non-free-firmware \
-        --include="$(IFS=,; echo "${packages[*]}")" "$suite" "$rootfs" "$mirror" \
-        || die "mmdebstrap failed (is $mirror reachable? packages: ${packages[*]})"
+        --include="$(IFS=,; echo "${packages[*]}")" "$suite" "$rootfs" "${sources[@]}" \
+        || die "mmdebstrap failed (are $mirror and $security_mirror reachable? packages: ${packages[*]})"
     mkdir -p "$out/cache"
     tar -C "$rootfs" -cf "$cached.partial" . && mv "$cached.partial" "$cached"
 fi
@@ -237,7 +247,7 @@ dtbs="$project/build/debian-dtbs/linux-image-${kversion}_$kernel_package_version
 if [ ! -d "$dtbs" ]; then
     mkdir -p "$dtbs.partial"
     cp "$rootfs/usr/lib/linux-image-$kversion/broadcom"/bcm2[78]*.dtb "$dtbs.partial/"
-    echo "linux-image-$kversion from image/build.sh's root file system ($mirror $suite)" >"$dtbs.partial/SOURCE"
+    echo "linux-image-$kversion from image/build.sh's root file system (${sources[*]})" >"$dtbs.partial/SOURCE"
     rm -rf "$dtbs" && mv "$dtbs.partial" "$dtbs"
 fi
 find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-recv.ko*' | grep -q . \
@@ -252,9 +262,9 @@ find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-recv.ko*' | grep -q . \
 step "gpio-ir-tx from Debian's linux $kernel_package_version source, built by DKMS for $kversion"
 driver_source="$out/cache/gpio-ir-tx-$kernel_package_version.c"
 if [ ! -f "$driver_source" ]; then
-    echo "deb-src $mirror $suite main" >"$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
+    printf '%s\n' "${sources[@]/#deb /deb-src }" >"$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
     install -d -m 0777 "$rootfs/tmp/kernel-source"  # apt downloads as its own user, _apt
-    logged kernel-source "fetching Debian's source of linux $kernel_package_version (deb-src $mirror $suite main)" \
+    logged kernel-source "fetching Debian's source of linux $kernel_package_version (deb-src lines of ${sources[*]})" \
         in_root sh -c "apt-get update -q && cd /tmp/kernel-source && apt-get source -q --download-only linux=$kernel_package_version"
     rm "$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
     # Debian's patches must leave the driver alone, or the upstream file is not this kernel's.

@@ -182,11 +182,15 @@ qemu=$!
 stop_qemu() { kill "$qemu" 2>/dev/null || true; wait "$qemu" 2>/dev/null || true; }
 trap stop_qemu EXIT
 deadline=$(( t0 + timeout ))
-# The console without systemd's colours.
-plain_console() { sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r//g' "$console" 2>/dev/null; }
+# The console without systemd's colours, as a file: grep -q or -m1 reading a pipe would quit
+# while sed still writes, and the SIGPIPE fails the pipeline (pipefail).
+plain_console() {
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r//g' "$console" >"$work/console.plain" 2>/dev/null || true
+    echo "$work/console.plain"
+}
 # wait_console PATTERN: until the serial console shows PATTERN (bounded by --timeout).
 wait_console() {
-    until plain_console | grep -qE "$1"; do
+    until grep -qE "$1" "$(plain_console)"; do
         kill -0 "$qemu" 2>/dev/null || { tail -30 "$console"; die "QEMU exited"; }
         [ "$(date +%s)" -lt "$deadline" ] || { tail -40 "$console"; die "timed out waiting for: $1"; }
         sleep 2
@@ -195,7 +199,7 @@ wait_console() {
 # probe_report TAG: wait for a probe's console line starting with TAG; print what follows it.
 probe_report() {
     wait_console "$1" >&2
-    plain_console | grep -m1 -o "$1 .*" | cut -d' ' -f2-
+    grep -m1 -o "$1 .*" "$(plain_console)" | cut -d' ' -f2-
 }
 # field KEY LINE: the number after KEY= in a probe's line.
 field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$2"; }
@@ -240,9 +244,9 @@ else
 fi
 irpins_line="$(probe_report SMOKE-IRPINS)"
 moved="dtoverlay=buttons-ir-receiver,gpio_pin=23 dtoverlay=buttons-ir-transmitter"
-boots="$(plain_console | grep -c "Booting Linux on physical CPU 0x0")"
+boots="$(grep -c "Booting Linux on physical CPU 0x0" "$(plain_console)")"
 if [[ "$irpins_line" == "result=success config.txt=$moved custom=$moved" ]] && [ "$boots" = 2 ] \
-    && plain_console | grep -q "buttons-agent ir-pins: rebooting once"; then
+    && grep -q "buttons-agent ir-pins: rebooting once" "$(plain_console)"; then
     step "IR pins from the boot partition: PASS (one reboot; $irpins_line)"
 else
     step "IR pins from the boot partition: FAIL ($irpins_line; $boots boots)"
@@ -282,10 +286,10 @@ else
 fi
 
 wait_console "buttons-agent selftest: (PASSED|FAILED)"
-if plain_console | grep -q "buttons-agent selftest: PASSED"; then
-    step "selftest inside the guest: PASS ($(plain_console | grep -m1 -oE '[0-9]+ passed[^=]*'))"
+if grep -q "buttons-agent selftest: PASSED" "$(plain_console)"; then
+    step "selftest inside the guest: PASS ($(grep -m1 -oE '[0-9]+ passed[^=]*' "$(plain_console)"))"
 else
-    plain_console | grep -E "PASSED|FAILED|passed|failed|Error" | tail -20
+    grep -E "PASSED|FAILED|passed|failed|Error" "$(plain_console)" | tail -20
     step "selftest inside the guest: FAIL"
     failed=1
 fi
