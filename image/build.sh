@@ -255,45 +255,46 @@ find "$rootfs/lib/modules/$kversion" -name 'gpio-ir-recv.ko*' | grep -q . \
 
 # -- IR transmitter driver -------------------------------------------------------------------
 # Debian builds its kernel without gpio-ir-tx (CONFIG_IR_GPIO_TX is not set), so an IR LED on a
-# GPIO would have no driver. DKMS builds the kernel's own driver, its source taken from Debian's
-# source package of this very kernel (apt checks it against the signed archive), for every
-# kernel installed: a kernel upgraded on the Pi gets it again. gcc and the headers stay in the
-# image for that.
-step "gpio-ir-tx from Debian's linux $kernel_package_version source, built by DKMS for $kversion"
-driver_source="$out/cache/gpio-ir-tx-$kernel_package_version.c"
+# GPIO would have no driver. DKMS builds the kernel's own driver for every kernel installed (a
+# kernel upgraded on the Pi gets it again; gcc and the headers stay in the image for that),
+# its source taken from Debian's linux-source package (the patched tree; apt checks it against
+# the signed archive): this kernel's version where the mirror's index has it, else the one it
+# has (the driver is the same across a stable series; the build against this kernel's headers
+# is the check).
+kernel_series="$(cut -d. -f1,2 <<<"$kversion")"
+step "gpio-ir-tx from linux-source-$kernel_series, built by DKMS for $kversion"
+driver_source="$out/cache/gpio-ir-tx-for-$kernel_package_version.c"
 if [ ! -f "$driver_source" ]; then
-    printf '%s\n' "${sources[@]/#deb /deb-src }" >"$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
     install -d -m 0777 "$rootfs/tmp/kernel-source"  # apt downloads as its own user, _apt
-    logged kernel-source "fetching Debian's source of linux $kernel_package_version (deb-src lines of ${sources[*]})" \
-        in_root sh -c "apt-get update -q && cd /tmp/kernel-source && apt-get source -q --download-only linux=$kernel_package_version"
-    rm "$rootfs/etc/apt/sources.list.d/buttons-kernel-source.list"
-    # Debian's patches must leave the driver alone, or the upstream file is not this kernel's.
-    if tar -xJf "$rootfs"/tmp/kernel-source/linux_*.debian.tar.xz -O --wildcards 'debian/patches/*' \
-        | grep -q 'drivers/media/rc/gpio-ir-tx\.c'; then
-        die "Debian's linux $kernel_package_version patches drivers/media/rc/gpio-ir-tx.c: apply its patches before building"
-    fi
+    logged kernel-source "fetching linux-source-$kernel_series (Debian's source of the kernel)" \
+        in_root sh -c "cd /tmp/kernel-source && { apt-get download -q linux-source-$kernel_series=$kernel_package_version \
+            || apt-get download -q linux-source-$kernel_series; }"
+    source_deb="$(ls "$rootfs"/tmp/kernel-source/linux-source-*.deb)"
     mkdir -p "$work/kernel-source" "$out/cache"
-    tar -xJf "$rootfs"/tmp/kernel-source/linux_*.orig.tar.xz -C "$work/kernel-source" \
-        --wildcards '*/drivers/media/rc/gpio-ir-tx.c' \
-        || die "linux $kernel_package_version's source has no drivers/media/rc/gpio-ir-tx.c"
+    dpkg-deb --fsys-tarfile "$source_deb" | tar -xO "./usr/src/linux-source-$kernel_series.tar.xz" \
+        | tar -xJ -C "$work/kernel-source" --wildcards '*/drivers/media/rc/gpio-ir-tx.c' \
+        || die "$(basename "$source_deb") has no drivers/media/rc/gpio-ir-tx.c"
     cp "$work"/kernel-source/*/drivers/media/rc/gpio-ir-tx.c "$driver_source.partial"
+    dpkg-deb -f "$source_deb" Version >"$driver_source.version"
     mv "$driver_source.partial" "$driver_source"
     rm -rf "$rootfs/tmp/kernel-source" "$work/kernel-source"
 fi
+driver_version="$(cat "$driver_source.version")"
+echo "gpio-ir-tx source: linux-source-$kernel_series $driver_version (kernel package $kernel_package_version)"
 logged dkms-install "installing dkms linux-headers-$kversion" \
     in_root apt-get install -y -q --no-install-recommends dkms "linux-headers-$kversion"
-dkms_source="$rootfs/usr/src/buttons-gpio-ir-tx-$kernel_package_version"
+dkms_source="$rootfs/usr/src/buttons-gpio-ir-tx-$driver_version"
 install -d "$dkms_source"
 install -m 0644 "$driver_source" "$dkms_source/gpio-ir-tx.c"
 install -m 0644 "$here/gpio-ir-tx/Makefile" "$dkms_source/Makefile"
-sed "s/@VERSION@/$kernel_package_version/" "$here/gpio-ir-tx/dkms.conf" >"$dkms_source/dkms.conf"
+sed "s/@VERSION@/$driver_version/" "$here/gpio-ir-tx/dkms.conf" >"$dkms_source/dkms.conf"
 # Unsigned in the image: DKMS would sign with a key it generates on the spot, one private key
 # shared by every card flashed (and a different module in every build). No Pi checks module
 # signatures; DKMS on the device signs what it rebuilds with a key of its own.
 no_signing="$rootfs/etc/dkms/framework.conf.d/buttons-image-build.conf"
 echo 'sign_file=/nonexistent/unsigned-in-the-image' >"$no_signing"
 logged dkms-build "DKMS building gpio-ir-tx for $kversion" \
-    in_root dkms install -m buttons-gpio-ir-tx -v "$kernel_package_version" -k "$kversion"
+    in_root dkms install -m buttons-gpio-ir-tx -v "$driver_version" -k "$kversion"
 rm "$no_signing"
 [ ! -e "$rootfs/var/lib/dkms/mok.key" ] || die "DKMS made a signing key in the image"
 grep -q 'of:N\*T\*Cgpio-ir-tx gpio_ir_tx' "$rootfs/lib/modules/$kversion/modules.alias" \
