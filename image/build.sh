@@ -384,6 +384,11 @@ in_root apt-get clean
 rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/tmp/"* "$rootfs/root/.cache"
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 : >"$rootfs/etc/machine-id"  # generated on first boot
+cp "$rootfs/boot/vmlinuz-$kversion" "$out/vmlinuz"
+cp "$rootfs/boot/initrd.img-$kversion" "$out/initrd.img"
+# Unmounted first, so that what is under /dev, /proc and /sys gets clamped below too.
+cleanup
+mounted=()
 # What differs in every build and nothing needs: the build's logs and caches.
 rm -rf "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log "$rootfs"/var/log/apt/* \
     "$rootfs"/var/cache/ldconfig/aux-cache "$rootfs"/var/cache/debconf/*-old \
@@ -391,17 +396,15 @@ rm -rf "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log "$rootfs"/v
 # Nothing in the image newer than SOURCE_DATE_EPOCH.
 find "$rootfs" -xdev -newermt "@$SOURCE_DATE_EPOCH" -print0 \
     | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
-# Every file with its mode, owner and content hash: two builds compare by it (image/README.md).
+# Every file with its mode, owner, mtime and content hash: two builds compare by it
+# (image/check-reproducible.sh).
 manifest="${image%.img}.manifest"
 (
     cd "$rootfs"
-    find . -xdev \( -type l -printf '%M %U:%G %p -> %l\n' \) -o -printf '%M %U:%G %p\n' | LC_ALL=C sort -k3
+    find . -xdev \( -type l -printf '%M %U:%G %T@ %p -> %l\n' \) -o -printf '%M %U:%G %T@ %p\n' \
+        | LC_ALL=C sort -k4
     find . -xdev -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 ) >"$manifest"
-cp "$rootfs/boot/vmlinuz-$kversion" "$out/vmlinuz"
-cp "$rootfs/boot/initrd.img-$kversion" "$out/initrd.img"
-cleanup
-mounted=()
 
 # -- partitions as files, then the image (no loop devices, no device mapper) ----------------
 step "assemble ${size_mib} MiB image"

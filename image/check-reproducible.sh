@@ -39,7 +39,7 @@ while read -r start size; do
     fi
 done < <(sfdisk --dump "$out/image-1.img" | sed -n 's/.*start= *\([0-9]*\), size= *\([0-9]*\).*/\1 \2/p')
 if diff "$out/manifest-1" "$out/manifest-2" >"$out/manifest.diff"; then
-    echo "the file trees are identical (modes, owners, contents): the file systems differ"
+    echo "the file trees are identical (modes, owners, mtimes, contents): the file systems differ"
 else
     echo "files that differ (first 40 lines of $out/manifest.diff):"
     head -40 "$out/manifest.diff"
